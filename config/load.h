@@ -1,0 +1,45 @@
+// Loading an ecosystem file: parse YAML or JSON, interpolate ${VAR} and
+// ${VAR:-default} from the environment, merge `env_<name>` for `--env`, check
+// every field, and resolve units. All problems in a file are reported at once.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config/spec.h"
+
+namespace clusterd::config {
+
+// One problem found in an ecosystem file, positioned for an editor:
+// "<file>:<line>:<column>: <field>: <message>".
+struct Diagnostic {
+  std::string file;
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+  std::string field;  // dotted path, e.g. "apps[1].instances"
+  std::string message;
+  std::string toString() const;
+};
+
+struct LoadOptions {
+  std::string env_name;  // selects `env_<name>`; empty = only `env`
+  int cores = 0;         // 0 = this machine's core count
+};
+
+struct LoadResult {
+  Ecosystem ecosystem;               // meaningful only when ok()
+  std::vector<Diagnostic> diagnostics;
+  bool ok() const { return diagnostics.empty(); }
+};
+
+LoadResult loadEcosystem(const std::string& path, const LoadOptions& options = {});
+
+// Parses "300M", "1G", "512K", "1048576" into bytes; false when malformed.
+bool parseMemory(const std::string& text, uint64_t& bytes);
+// Parses 1500, "500ms", "2s", "1m", "1h" into milliseconds; false when malformed.
+bool parseDuration(const std::string& text, Millis& out);
+// Splits a command line like a POSIX shell would, without running one:
+// quotes and backslashes, no expansion. False on an unterminated quote.
+bool splitArgs(const std::string& text, std::vector<std::string>& out);
+
+}  // namespace clusterd::config
