@@ -1,0 +1,318 @@
+// Implementation of db/pool.h: leasing, waiting, reconnecting, slow-query
+// accounting, and transactions.
+#include "db/pool.h"
+
+#include <cassert>
+#include <random>
+#include <utility>
+
+#include "common/log.h"
+#include "db/connection.h"
+
+namespace clusterd::db {
+
+struct Pool::Slot {
+  Pool* pool = nullptr;
+  std::unique_ptr<Connection> conn;
+  bool leased = false;
+  int failures = 0;
+  bool ever_connected = false;
+  UvHandle<uv_timer_t> retry;
+};
+
+namespace {
+uint64_t nowMs(uv_loop_t* loop) { return uv_now(loop); }
+
+std::string firstLine(const std::string& sql) {
+  std::string s = sql.substr(0, sql.find('\n'));
+  if (s.size() > 120) s = s.substr(0, 117) + "...";
+  return s;
+}
+}  // namespace
+
+Pool::Pool(uv_loop_t* loop, PoolOptions options)
+    : loop_(loop), options_(std::move(options)), self_(std::make_shared<Pool*>(this)) {
+  assert(options_.size > 0);
+  uv_timer_init(loop_, waiter_timer_.get());
+  waiter_timer_->data = this;
+  for (int i = 0; i < options_.size; ++i) {
+    auto slot = std::make_unique<Slot>();
+    slot->pool = this;
+    slot->conn = std::make_unique<Connection>(loop_, options_.conninfo, options_.connect_timeout);
+    Slot* s = slot.get();
+    slot->conn->setBrokenCallback([this, s](const DbError& e) { scheduleReconnect(*s, e); });
+    slot->conn->setTimingCallback(
+        [this](const std::vector<Statement>& b, double ms) { onTiming(b, ms); });
+    uv_timer_init(loop_, slot->retry.get());
+    slot->retry->data = s;
+    slots_.push_back(std::move(slot));
+  }
+}
+
+Pool::~Pool() {
+  closing_ = true;
+  self_.reset();
+  waiters_.clear();
+  for (auto& s : slots_) s->conn->close();
+}
+
+void Pool::start() {
+  for (auto& s : slots_)
+    if (s->conn->state() == Connection::State::kDisconnected && !uv_is_active(s->retry.handle()))
+      connectSlot(*s);
+}
+
+Pool::Slot* Pool::slotOf(Connection* conn) {
+  for (auto& s : slots_)
+    if (s->conn.get() == conn) return s.get();
+  return nullptr;
+}
+
+void Pool::connectSlot(Slot& slot) {
+  Slot* s = &slot;
+  slot.conn->connect([this, s](std::optional<DbError> err) {
+    if (err) {
+      scheduleReconnect(*s, *err);
+      return;
+    }
+    if (s->failures > 0 || s->ever_connected) {
+      ++stats_.reconnects;
+      if (s->failures > 0) log::info("db", "reconnected to {}", s->conn->describe());
+    }
+    s->failures = 0;
+    s->ever_connected = true;
+    serveWaiters();
+  });
+}
+
+void Pool::scheduleReconnect(Slot& slot, const DbError& why) {
+  if (closing_) return;
+  last_error_ = why.message;
+  if (slot.failures == 0) log::warn("db", "connection lost: {}", why.message);
+  int shift = std::min(slot.failures, 10);
+  ++slot.failures;
+  auto base = options_.backoff_min.count() << shift;
+  auto delay = std::min<int64_t>(base, options_.backoff_max.count());
+  // Jitter keeps a pool's connections (and many workers) from reconnecting in lockstep.
+  static thread_local std::minstd_rand rng{std::random_device{}()};
+  delay = delay / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(delay / 2 + 1));
+  uv_timer_start(
+      slot.retry.get(),
+      [](uv_timer_t* t) {
+        Slot* sl = static_cast<Slot*>(t->data);
+        if (sl->conn->state() == Connection::State::kDisconnected) sl->pool->connectSlot(*sl);
+      },
+      static_cast<uint64_t>(delay), 0);
+  // Requests waiting for a connection keep waiting until their deadline.
+}
+
+void Pool::acquire(std::chrono::milliseconds timeout,
+                   std::function<void(Connection*, std::optional<DbError>)> grant) {
+  for (auto& s : slots_) {
+    if (!s->leased && s->conn->state() == Connection::State::kIdle && waiters_.empty()) {
+      s->leased = true;
+      grant(s->conn.get(), std::nullopt);
+      return;
+    }
+  }
+  waiters_.push_back(Waiter{std::move(grant), nowMs(loop_) + static_cast<uint64_t>(timeout.count())});
+  armWaiterTimer();
+  serveWaiters();
+}
+
+void Pool::serveWaiters() {
+  for (auto& s : slots_) {
+    if (waiters_.empty()) return;
+    if (s->leased || s->conn->state() != Connection::State::kIdle) continue;
+    Waiter w = std::move(waiters_.front());
+    waiters_.pop_front();
+    s->leased = true;
+    w.grant(s->conn.get(), std::nullopt);
+  }
+  if (!waiters_.empty()) {
+    for (auto& s : slots_)
+      if (s->conn->state() == Connection::State::kDisconnected && !uv_is_active(s->retry.handle()))
+        connectSlot(*s);
+  }
+}
+
+void Pool::armWaiterTimer() {
+  if (waiters_.empty()) {
+    uv_timer_stop(waiter_timer_.get());
+    return;
+  }
+  uint64_t next = waiters_.front().deadline_ms;
+  for (const Waiter& w : waiters_) next = std::min(next, w.deadline_ms);
+  uint64_t now = nowMs(loop_);
+  uv_timer_start(
+      waiter_timer_.get(), [](uv_timer_t* t) { static_cast<Pool*>(t->data)->expireWaiters(); },
+      next > now ? next - now : 0, 0);
+}
+
+void Pool::expireWaiters() {
+  uint64_t now = nowMs(loop_);
+  std::deque<Waiter> expired;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->deadline_ms <= now) {
+      expired.push_back(std::move(*it));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  armWaiterTimer();
+  for (Waiter& w : expired) {
+    ++stats_.acquire_timeouts;
+    std::string why = last_error_.empty() ? "all connections busy" : last_error_;
+    w.grant(nullptr, DbError{ErrorKind::kTransient, "08006",
+                             "no PostgreSQL connection became available in time: " + why});
+  }
+}
+
+void Pool::release(Connection* conn) {
+  Slot* s = slotOf(conn);
+  assert(s && s->leased);
+  if (conn->state() == Connection::State::kIdle &&
+      conn->transactionStatus() != PQTRANS_IDLE) {
+    // Handed back inside a transaction: roll back before anyone reuses it.
+    conn->execute({Statement{"ROLLBACK", {}}}, [this, s](Reply) {
+      s->leased = false;
+      if (s->conn->state() == Connection::State::kDisconnected)
+        scheduleReconnect(*s, connectionError("connection lost during ROLLBACK"));
+      else
+        serveWaiters();
+    });
+    return;
+  }
+  s->leased = false;
+  if (conn->state() == Connection::State::kDisconnected) {
+    if (!uv_is_active(s->retry.handle()))
+      scheduleReconnect(*s, connectionError(last_error_.empty() ? "connection lost" : last_error_));
+    return;
+  }
+  serveWaiters();
+}
+
+void Pool::execute(Connection* conn, std::vector<Statement> batch, ReplyCallback done) {
+  conn->execute(std::move(batch), [this, conn, done = std::move(done)](Reply r) {
+    noteReply(conn, r);
+    release(conn);
+    done(std::move(r));
+  });
+}
+
+void Pool::noteReply(Connection* conn, const Reply& r) {
+  if (!r.error) return;
+  ++stats_.errors;
+  if (conn->state() == Connection::State::kDisconnected) last_error_ = r.error->message;
+}
+
+void Pool::query(Statement s, ReplyCallback done) {
+  pipeline({std::move(s)}, std::move(done));
+}
+
+void Pool::pipeline(std::vector<Statement> batch, ReplyCallback done) {
+  acquire(options_.acquire_timeout,
+          [this, batch = std::move(batch), done = std::move(done)](
+              Connection* c, std::optional<DbError> err) mutable {
+            if (err) {
+              done(Reply{{}, std::move(err)});
+              return;
+            }
+            execute(c, std::move(batch), std::move(done));
+          });
+}
+
+void Pool::transaction(TransactionCallback done) {
+  acquire(options_.acquire_timeout,
+          [this, done = std::move(done)](Connection* c, std::optional<DbError> err) {
+            if (err) {
+              done(nullptr, std::move(err));
+              return;
+            }
+            done(TransactionPtr(new Transaction(self_, c)), std::nullopt);
+          });
+}
+
+void Pool::ping(std::chrono::milliseconds timeout,
+                std::function<void(std::optional<DbError>)> done) {
+  acquire(timeout, [this, done = std::move(done)](Connection* c, std::optional<DbError> err) {
+    if (err) {
+      done(std::move(err));
+      return;
+    }
+    execute(c, {Statement{"SELECT 1", {}}}, [done](Reply r) { done(std::move(r.error)); });
+  });
+}
+
+void Pool::onTiming(const std::vector<Statement>& batch, double ms) {
+  ++stats_.batches;
+  if (options_.slow_query.count() <= 0 || ms < static_cast<double>(options_.slow_query.count()))
+    return;
+  ++stats_.slow_queries;
+  log::warn("db", "slow query: {:.1f} ms for {} statement(s), first: {}", ms, batch.size(),
+            firstLine(batch.front().sql));
+}
+
+PoolStats Pool::stats() const {
+  PoolStats s = stats_;
+  s.waiting = waiters_.size();
+  for (auto& slot : slots_) {
+    auto st = slot->conn->state();
+    if (st == Connection::State::kIdle || st == Connection::State::kBusy) ++s.connections;
+    if (slot->leased) ++s.busy;
+  }
+  return s;
+}
+
+// ---- Transaction ----
+
+Transaction::~Transaction() { release(); }
+
+void Transaction::release() {
+  if (!conn_) return;
+  Connection* c = std::exchange(conn_, nullptr);
+  if (auto p = pool_.lock()) (*p)->release(c);
+}
+
+void Transaction::run(std::vector<Statement> batch, ReplyCallback done) {
+  auto pool = pool_.lock();
+  if (!conn_ || !pool) {
+    done(Reply{{}, connectionError("transaction already finished")});
+    return;
+  }
+  bool with_begin = !begun_;
+  if (with_begin) batch.insert(batch.begin(), Statement{"BEGIN", {}});
+  begun_ = true;
+  auto self = shared_from_this();
+  conn_->execute(std::move(batch), [self, with_begin, done = std::move(done)](Reply r) {
+    if (auto p = self->pool_.lock()) (*p)->noteReply(self->conn_, r);
+    if (r.ok() && with_begin) r.results.erase(r.results.begin());
+    if (r.error) self->release();  // rolls back and frees the connection
+    done(std::move(r));
+  });
+}
+
+void Transaction::commit(std::vector<Statement> last, ReplyCallback done) {
+  size_t n = last.size();
+  last.push_back(Statement{"COMMIT", {}});
+  auto self = shared_from_this();
+  run(std::move(last), [self, n, done = std::move(done)](Reply r) {
+    if (r.ok()) {
+      // COMMIT of a transaction that failed earlier answers "ROLLBACK".
+      if (r.results.size() != n + 1 || r.results.back().commandStatus() != "COMMIT") {
+        r.error = DbError{ErrorKind::kPermanent, "25P02",
+                          "transaction was rolled back instead of committed"};
+        r.results.clear();
+      } else {
+        r.results.pop_back();
+      }
+    }
+    self->release();
+    done(std::move(r));
+  });
+}
+
+void Transaction::rollback() { release(); }
+
+}  // namespace clusterd::db

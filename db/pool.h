@@ -1,0 +1,142 @@
+// db::Pool: a small pool of non-blocking PostgreSQL connections on one libuv
+// loop, and db::Transaction, a BEGIN…COMMIT on one leased connection.
+//
+// The pool promises: nothing blocks the loop; requests wait in FIFO order
+// for a free connection, at most `acquire_timeout`, then fail with a
+// transient error; broken connections are reopened with exponential backoff
+// (a Postgres restart delays work, it does not lose it); statements slower
+// than `slow_query` are logged with their duration and counted.
+//
+// Design: callbacks, not coroutines. A Transaction is a shared object that
+// holds its connection until commit()/rollback() or until the last reference
+// goes away; a connection handed back inside a transaction is rolled back
+// before anyone else gets it, so an early return in a handler is safe. BEGIN
+// rides in the same pipeline as the transaction's first statements and
+// COMMIT in the same pipeline as its last ones, so a typical transaction
+// costs two round trips.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/uv_handle.h"
+#include "db/types.h"
+
+namespace clusterd::db {
+
+class Connection;
+class Pool;
+
+struct PoolOptions {
+  std::string conninfo;  // a libpq URI or key=value string
+  int size = 4;
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds acquire_timeout{10'000};  // longest wait for a free connection
+  std::chrono::milliseconds slow_query{200};         // 0 = never log
+  std::chrono::milliseconds backoff_min{100};
+  std::chrono::milliseconds backoff_max{5000};
+};
+
+struct PoolStats {
+  uint64_t batches = 0;         // batches run (a single query is a batch of one)
+  uint64_t errors = 0;          // batches that ended in an error
+  uint64_t slow_queries = 0;    // batches slower than slow_query
+  uint64_t reconnects = 0;      // connections reopened after a failure
+  uint64_t acquire_timeouts = 0;
+  int connections = 0;          // open now
+  int busy = 0;                 // leased now
+  size_t waiting = 0;           // requests queued for a connection
+};
+
+class Transaction : public std::enable_shared_from_this<Transaction> {
+ public:
+  ~Transaction();
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // Runs statements inside the transaction (pipelined when several).
+  void run(std::vector<Statement> batch, ReplyCallback done);
+  void query(Statement s, ReplyCallback done) { run({std::move(s)}, std::move(done)); }
+  // Runs `last` and COMMIT in one pipeline; the Reply holds the results of
+  // `last`. An error (including a failed COMMIT) means nothing was written.
+  void commit(std::vector<Statement> last, ReplyCallback done);
+  void commit(ReplyCallback done) { commit({}, std::move(done)); }
+  // Rolls back now and gives the connection back.
+  void rollback();
+
+ private:
+  friend class Pool;
+  Transaction(std::weak_ptr<Pool*> pool, Connection* conn) : pool_(std::move(pool)), conn_(conn) {}
+  void release();
+
+  std::weak_ptr<Pool*> pool_;
+  Connection* conn_;
+  bool begun_ = false;
+};
+
+using TransactionPtr = std::shared_ptr<Transaction>;
+using TransactionCallback = std::function<void(TransactionPtr, std::optional<DbError>)>;
+
+class Pool {
+ public:
+  Pool(uv_loop_t* loop, PoolOptions options);
+  ~Pool();  // pending callbacks are dropped without running
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Opens the connections in the background; requests may be issued at once.
+  void start();
+
+  void query(Statement s, ReplyCallback done);
+  // Several statements in one pipeline on one connection (one round trip).
+  // Without an explicit BEGIN they run as one implicit transaction.
+  void pipeline(std::vector<Statement> batch, ReplyCallback done);
+  // Leases a connection for a transaction; BEGIN is sent with the first run().
+  void transaction(TransactionCallback done);
+  // SELECT 1 with its own deadline, for health checks.
+  void ping(std::chrono::milliseconds timeout, std::function<void(std::optional<DbError>)> done);
+
+  PoolStats stats() const;
+  const PoolOptions& options() const { return options_; }
+
+ private:
+  friend class Transaction;
+  struct Slot;
+  struct Waiter {
+    std::function<void(Connection*, std::optional<DbError>)> grant;
+    uint64_t deadline_ms;
+  };
+
+  void acquire(std::chrono::milliseconds timeout,
+               std::function<void(Connection*, std::optional<DbError>)> grant);
+  void release(Connection* conn);
+  void execute(Connection* conn, std::vector<Statement> batch, ReplyCallback done);
+  void connectSlot(Slot& slot);
+  void scheduleReconnect(Slot& slot, const DbError& why);
+  void serveWaiters();
+  void expireWaiters();
+  void armWaiterTimer();
+  void noteReply(Connection* conn, const Reply& r);
+  void onTiming(const std::vector<Statement>& batch, double ms);
+  Slot* slotOf(Connection* conn);
+
+  uv_loop_t* loop_;
+  PoolOptions options_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::deque<Waiter> waiters_;
+  UvHandle<uv_timer_t> waiter_timer_;
+  std::shared_ptr<Pool*> self_;  // weak copies let Transactions outlive the pool safely
+  std::string last_error_;
+  PoolStats stats_;
+  bool closing_ = false;
+};
+
+}  // namespace clusterd::db
