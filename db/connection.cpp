@@ -105,7 +105,10 @@ void Connection::continueConnect() {
           [](void*, const char* message) {
             std::string m = message;
             while (!m.empty() && m.back() == '\n') m.pop_back();
-            log::info("db", "postgres: {}", m);
+            if (m.rfind("WARNING", 0) == 0)
+              log::warn("db", "postgres: {}", m);
+            else
+              log::debug("db", "postgres: {}", m);
           },
           nullptr);
       if (PQsetnonblocking(conn_.get(), 1) != 0) {
