@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "master/trampoline.h"
 
 namespace {
 
@@ -23,6 +24,8 @@ std::string envOr(const char* name) {
 
 int main(int argc, char** argv) {
   using namespace clusterd::cli;
+  // Workers start through this trampoline; it must not pay for the CLI setup.
+  if (clusterd::master::isExecTrampoline(argc, argv)) return clusterd::master::runExecTrampoline(argc, argv);
   CliContext ctx;
   ctx.argv0 = argv[0];
   ctx.home = defaultHome();

@@ -1,0 +1,138 @@
+// The control protocol client and daemon start-up (see cli/control_client.h).
+#include "cli/control_client.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "master/daemon.h"
+
+namespace clusterd::cli {
+
+using nlohmann::json;
+using namespace std::chrono;
+
+Result<ControlClient> ControlClient::connect(const std::string& home) {
+  std::string path = master::controlSocketPath(home);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() >= sizeof a.sun_path) return Error{"control socket path too long: " + path};
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  ControlClient c;
+  c.fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!c.fd_) return Error{std::string("socket(): ") + std::strerror(errno)};
+  if (::connect(c.fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    return Error{"no daemon answers on " + path + " (" + std::strerror(errno) +
+                 "); start one with `clusterd start FILE` or `clusterd daemon`"};
+  return c;
+}
+
+Result<json> ControlClient::call(const json& request, milliseconds timeout) {
+  std::string line = request.dump() + "\n";
+  size_t off = 0;
+  while (off < line.size()) {
+    ssize_t n = ::send(fd_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error{std::string("sending to the daemon: ") + std::strerror(errno)};
+    }
+    off += static_cast<size_t>(n);
+  }
+  auto deadline = steady_clock::now() + timeout;
+  for (;;) {
+    size_t nl = buffer_.find('\n');
+    if (nl != std::string::npos) {
+      std::string reply = buffer_.substr(0, nl);
+      buffer_.erase(0, nl + 1);
+      json j = json::parse(reply, nullptr, false);
+      if (j.is_discarded()) return Error{"the daemon sent a malformed reply: " + reply};
+      return j;
+    }
+    auto left = duration_cast<milliseconds>(deadline - steady_clock::now()).count();
+    if (left <= 0) return Error{"the daemon did not reply within " + std::to_string(timeout.count()) + " ms"};
+    pollfd p{fd_.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left));
+    if (r < 0 && errno != EINTR) return Error{std::string("poll(): ") + std::strerror(errno)};
+    if (r <= 0) continue;
+    char buf[65536];
+    ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
+    if (n == 0) return Error{"the daemon closed the connection"};
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return Error{std::string("reading from the daemon: ") + std::strerror(errno)};
+    }
+    buffer_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+DaemonState probeDaemon(const std::string& home) {
+  if (ControlClient::connect(home)) return DaemonState::kRunning;
+  struct stat st {};
+  if (::stat(master::controlSocketPath(home).c_str(), &st) != 0) return DaemonState::kNotRunning;
+  // The socket file exists; the daemon holds the lock for as long as it runs.
+  UniqueFd lock(::open(master::lockPath(home).c_str(), O_RDWR | O_CLOEXEC));
+  if (lock && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return DaemonState::kRunning;
+  return DaemonState::kStale;
+}
+
+std::string selfExe(const std::string& argv0) {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n > 0) return std::string(buf, static_cast<size_t>(n));
+  return argv0;
+}
+
+Result<void> startDaemon(const std::string& home, const std::string& self_exe, std::string& note) {
+  std::string err;
+  if (!master::prepareHome(home, err)) return Error{err};
+  if (probeDaemon(home) == DaemonState::kStale) {
+    ::unlink(master::controlSocketPath(home).c_str());
+    note = "removed a stale control socket left by a daemon that is gone";
+  }
+  std::string log = master::daemonLogPath(home);
+  pid_t pid = ::fork();
+  if (pid < 0) return Error{std::string("fork(): ") + std::strerror(errno)};
+  if (pid == 0) {
+    ::setsid();
+    int in = ::open("/dev/null", O_RDONLY);
+    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (in >= 0) ::dup2(in, 0);
+    if (out >= 0) {
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+    }
+    // A second fork so the daemon is not our child (no zombie, no SIGHUP).
+    if (::fork() != 0) ::_exit(0);
+    ::execl(self_exe.c_str(), self_exe.c_str(), "--home", home.c_str(), "daemon", "--foreground",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  auto deadline = steady_clock::now() + seconds(10);
+  while (steady_clock::now() < deadline) {
+    if (auto c = ControlClient::connect(home)) {
+      if (auto r = c->call({{"cmd", "ping"}}, seconds(5)); r && r->value("ok", false)) return success();
+    }
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  std::ifstream f(log);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  std::string tail = ss.str();
+  if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
+  return Error{"the daemon did not come up within 10 s; " + log + " says:\n" + tail};
+}
+
+}  // namespace clusterd::cli

@@ -1,0 +1,127 @@
+// JSON codec of AppConfig (see master/app.h). Only the fields the master acts
+// on travel; a built-in worker re-reads its own section from the file.
+#include <nlohmann/json.hpp>
+
+#include "master/app.h"
+
+namespace clusterd::master {
+
+using nlohmann::json;
+
+json appToJson(const AppConfig& a) {
+  const config::AppSpec& s = a.spec;
+  json j = {
+      {"name", s.name},
+      {"script", s.script},
+      {"args", s.args},
+      {"cwd", s.cwd},
+      {"interpreter", s.interpreter},
+      {"exec_mode", s.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork"},
+      {"instances", s.instances},
+      {"max_memory_restart", s.max_memory_restart},
+      {"min_uptime", s.min_uptime.count()},
+      {"max_restarts", s.max_restarts},
+      {"restart_delay", s.restart_delay.count()},
+      {"exp_backoff_restart_delay", s.exp_backoff_restart_delay.count()},
+      {"kill_timeout", s.kill_timeout.count()},
+      {"listen_timeout", s.listen_timeout.count()},
+      {"wait_ready", s.wait_ready},
+      {"watchdog", s.watchdog.count()},
+      {"memory_check_interval", s.memory_check_interval.count()},
+      {"autorestart", s.autorestart},
+      {"env", s.env},
+      {"out_file", s.out_file},
+      {"error_file", s.error_file},
+      {"merge_logs", s.merge_logs},
+      {"log_date_format", s.log_date_format},
+      {"log_max_size", s.log_max_size},
+      {"log_retain", s.log_retain},
+      {"uid", s.uid},
+      {"gid", s.gid},
+      {"builtin_worker", s.builtin_worker},
+      {"ecosystem_path", a.ecosystem_path},
+      {"env_name", a.env_name},
+      {"base_dir", a.base_dir},
+  };
+  if (s.listen) {
+    j["listen"] = {{"kind", s.listen->kind == config::ListenAddress::Kind::kUnix ? "unix" : "tcp"},
+                   {"host", s.listen->host},
+                   {"port", s.listen->port},
+                   {"path", s.listen->path},
+                   {"text", s.listen->text}};
+  }
+  return j;
+}
+
+namespace {
+
+// Reads j[key] into out when present; a present value of the wrong type is an error.
+template <typename T>
+bool field(const json& j, const char* key, T& out, std::string& err) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  try {
+    out = it->get<T>();
+    return true;
+  } catch (const json::exception& e) {
+    err = std::string("field \"") + key + "\": " + e.what();
+    return false;
+  }
+}
+
+bool millis(const json& j, const char* key, config::Millis& out, std::string& err) {
+  int64_t v = out.count();
+  if (!field(j, key, v, err)) return false;
+  out = config::Millis{v};
+  return true;
+}
+
+}  // namespace
+
+Result<AppConfig> appFromJson(const json& j) {
+  if (!j.is_object()) return Error{"app: expected a JSON object"};
+  AppConfig a;
+  config::AppSpec& s = a.spec;
+  std::string err, mode = "fork";
+  bool ok = field(j, "name", s.name, err) && field(j, "script", s.script, err) &&
+            field(j, "args", s.args, err) && field(j, "cwd", s.cwd, err) &&
+            field(j, "interpreter", s.interpreter, err) && field(j, "exec_mode", mode, err) &&
+            field(j, "instances", s.instances, err) &&
+            field(j, "max_memory_restart", s.max_memory_restart, err) &&
+            millis(j, "min_uptime", s.min_uptime, err) &&
+            field(j, "max_restarts", s.max_restarts, err) &&
+            millis(j, "restart_delay", s.restart_delay, err) &&
+            millis(j, "exp_backoff_restart_delay", s.exp_backoff_restart_delay, err) &&
+            millis(j, "kill_timeout", s.kill_timeout, err) &&
+            millis(j, "listen_timeout", s.listen_timeout, err) &&
+            field(j, "wait_ready", s.wait_ready, err) && millis(j, "watchdog", s.watchdog, err) &&
+            millis(j, "memory_check_interval", s.memory_check_interval, err) &&
+            field(j, "autorestart", s.autorestart, err) && field(j, "env", s.env, err) &&
+            field(j, "out_file", s.out_file, err) && field(j, "error_file", s.error_file, err) &&
+            field(j, "merge_logs", s.merge_logs, err) &&
+            field(j, "log_date_format", s.log_date_format, err) &&
+            field(j, "log_max_size", s.log_max_size, err) &&
+            field(j, "log_retain", s.log_retain, err) && field(j, "uid", s.uid, err) &&
+            field(j, "gid", s.gid, err) && field(j, "builtin_worker", s.builtin_worker, err) &&
+            field(j, "ecosystem_path", a.ecosystem_path, err) &&
+            field(j, "env_name", a.env_name, err) && field(j, "base_dir", a.base_dir, err);
+  if (!ok) return Error{"app " + s.name + ": " + err};
+  if (s.name.empty()) return Error{"app: field \"name\" is required"};
+  if (mode != "fork" && mode != "cluster")
+    return Error{"app " + s.name + ": exec_mode must be \"fork\" or \"cluster\""};
+  s.exec_mode = mode == "cluster" ? config::ExecMode::kCluster : config::ExecMode::kFork;
+  if (auto it = j.find("listen"); it != j.end() && it->is_object()) {
+    config::ListenAddress l;
+    std::string kind = "tcp";
+    if (!field(*it, "kind", kind, err) || !field(*it, "host", l.host, err) ||
+        !field(*it, "port", l.port, err) || !field(*it, "path", l.path, err) ||
+        !field(*it, "text", l.text, err))
+      return Error{"app " + s.name + ": listen: " + err};
+    l.kind = kind == "unix" ? config::ListenAddress::Kind::kUnix : config::ListenAddress::Kind::kTcp;
+    s.listen = l;
+  }
+  if (s.builtin_worker) s.script = "builtin:worker";
+  return a;
+}
+
+}  // namespace clusterd::master

@@ -1,0 +1,278 @@
+// The master daemon's loop and its request dispatch (see master/daemon.h).
+#include "master/daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/log.h"
+#include "common/uv_handle.h"
+#include "master/control.h"
+#include "master/notify.h"
+#include "master/supervisor.h"
+#include "master/uv_platform.h"
+
+extern char** environ;
+
+namespace clusterd::master {
+
+using nlohmann::json;
+
+std::string controlSocketPath(const std::string& home) { return home + "/clusterd.sock"; }
+std::string lockPath(const std::string& home) { return home + "/daemon.lock"; }
+std::string pidPath(const std::string& home) { return home + "/daemon.pid"; }
+std::string dumpPath(const std::string& home) { return home + "/dump.json"; }
+std::string daemonLogPath(const std::string& home) { return home + "/daemon.log"; }
+
+bool prepareHome(const std::string& home, std::string& err) {
+  for (const std::string& dir : {home, home + "/logs"}) {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      err = "mkdir " + dir + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  struct stat st {};
+  if (::stat(home.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    err = home + " is not a directory";
+    return false;
+  }
+  if (st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0) ::chmod(home.c_str(), 0700);
+  return true;
+}
+
+namespace {
+
+constexpr std::string_view kLog = "daemon";
+
+class Daemon {
+ public:
+  explicit Daemon(const DaemonOptions& o)
+      : options_(o),
+        platform_(uv_default_loop()),
+        control_(uv_default_loop(), [this](const json& r) { return handle(r); }),
+        notify_(uv_default_loop(), [this](pid_t pid, std::string_view m) {
+          if (supervisor_) supervisor_->onNotify(pid, m);
+        }) {}
+
+  int run() {
+    std::string err;
+    if (!prepareHome(options_.home, err)) {
+      log::error(kLog, "{}", err);
+      return 111;
+    }
+    lock_.reset(::open(lockPath(options_.home).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock_ || ::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+      log::error(kLog, "a daemon already runs for {} (pid {}); use `clusterd --home {} kill` to stop it",
+                 options_.home, readPid(), options_.home);
+      return 111;
+    }
+    {
+      std::ofstream pid(pidPath(options_.home), std::ios::trunc);
+      pid << ::getpid() << "\n";
+    }
+    auto ns = notify_.start("clusterd-notify-" + std::to_string(::getpid()));
+    if (!ns) {
+      log::error(kLog, "{}", ns.error().message);
+      return 111;
+    }
+    SupervisorOptions so;
+    so.self_exe = options_.self_exe;
+    so.notify_socket = *ns;
+    so.log_dir = options_.home + "/logs";
+    for (char** e = environ; *e; ++e) so.base_env.emplace_back(*e);
+    supervisor_ = std::make_unique<Supervisor>(platform_, so);
+    // Only now that we hold the lock is any socket file left there stale.
+    auto cs = control_.listen(controlSocketPath(options_.home));
+    if (!cs) {
+      log::error(kLog, "{}", cs.error().message);
+      return 111;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, {SIGINT, &sigint_}, {SIGHUP, &sighup_}}) {
+      uv_signal_init(uv_default_loop(), h->get());
+      h->get()->data = this;
+      uv_signal_start(h->get(), [](uv_signal_t* s, int signum) {
+        if (s->data) static_cast<Daemon*>(s->data)->onSignal(signum);
+      }, sig);
+      uv_unref(h->handle());
+    }
+    log::info(kLog, "clusterd master pid {} for {}", ::getpid(), options_.home);
+    uv_run(uv_default_loop(), UV_RUN_DEFAULT);
+    control_.close();
+    supervisor_.reset();
+    ::unlink(pidPath(options_.home).c_str());
+    sigterm_.reset();
+    sigint_.reset();
+    sighup_.reset();
+    shutdown_timer_.reset();
+    uv_run(uv_default_loop(), UV_RUN_NOWAIT);  // let close callbacks free their handles
+    log::info(kLog, "stopped");
+    return 0;
+  }
+
+ private:
+  std::string readPid() {
+    std::ifstream f(pidPath(options_.home));
+    std::string pid;
+    f >> pid;
+    return pid.empty() ? "?" : pid;
+  }
+
+  void onSignal(int signum) {
+    if (signum == SIGHUP) {
+      log::info(kLog, "SIGHUP: reloading all apps");
+      (void)supervisor_->reload("all", 1);
+      return;
+    }
+    log::info(kLog, "signal {}: stopping all workers", signum);
+    beginShutdown();
+  }
+
+  void beginShutdown() {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    supervisor_->stopAll();
+    uv_timer_init(uv_default_loop(), shutdown_timer_.get());
+    shutdown_timer_->data = this;
+    uv_timer_start(shutdown_timer_.get(), [](uv_timer_t* t) {
+      auto* self = static_cast<Daemon*>(t->data);
+      if (self->supervisor_->idle()) uv_stop(uv_default_loop());
+    }, 0, 10);
+  }
+
+  json handle(const json& req) {
+    const std::string cmd = req.value("cmd", "");
+    if (shutting_down_ && cmd != "ping") return {{"ok", false}, {"error", "the daemon is shutting down"}};
+    try {
+      if (cmd == "ping")
+        return {{"ok", true}, {"pid", ::getpid()}, {"home", options_.home}, {"version", "0.1.0"}};
+      if (cmd == "status") return {{"ok", true}, {"workers", supervisor_->statusJson()}};
+      if (cmd == "start") return startApps(req.value("apps", json::array()));
+      if (cmd == "stop" || cmd == "restart" || cmd == "delete" || cmd == "reload") {
+        std::string target = req.value("target", "");
+        if (target.empty()) return {{"ok", false}, {"error", cmd + ": \"target\" is required"}};
+        Result<int> r = cmd == "stop"      ? supervisor_->stop(target)
+                        : cmd == "restart" ? supervisor_->restart(target)
+                        : cmd == "delete"  ? supervisor_->remove(target)
+                                           : supervisor_->reload(target, req.value("parallel", 1));
+        if (!r) return {{"ok", false}, {"error", r.error().message}};
+        return {{"ok", true}, {"count", *r}};
+      }
+      if (cmd == "scale") {
+        auto r = supervisor_->scale(req.value("app", ""), req.value("count", ""));
+        if (!r) return {{"ok", false}, {"error", r.error().message}};
+        return {{"ok", true}, {"instances", *r}};
+      }
+      if (cmd == "describe") {
+        auto r = supervisor_->describeJson(req.value("app", ""));
+        if (!r) return {{"ok", false}, {"error", r.error().message}};
+        json out = std::move(*r);
+        out["ok"] = true;
+        return out;
+      }
+      if (cmd == "logs") return logs(req.value("app", ""));
+      if (cmd == "flush") {
+        auto files = supervisor_->logFiles(req.value("app", ""));
+        for (auto& f : files) f->truncate();
+        return {{"ok", true}, {"count", files.size()}};
+      }
+      if (cmd == "save") return save();
+      if (cmd == "resurrect") return resurrect();
+      if (cmd == "kill") {
+        beginShutdown();
+        return {{"ok", true}, {"pid", ::getpid()}};
+      }
+    } catch (const json::exception& e) {
+      return {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+    }
+    return {{"ok", false}, {"error", "unknown command \"" + cmd + "\""}};
+  }
+
+  json startApps(const json& apps) {
+    if (!apps.is_array()) return {{"ok", false}, {"error", "start: \"apps\" must be an array"}};
+    json results = json::array();
+    std::string errors;
+    for (const json& a : apps) {
+      auto cfg = appFromJson(a);
+      Result<void> r = cfg ? supervisor_->startApp(std::move(*cfg)) : Result<void>(cfg.error());
+      std::string name = a.is_object() ? a.value("name", "") : "";
+      if (r) {
+        results.push_back({{"app", name}, {"ok", true}});
+      } else {
+        results.push_back({{"app", name}, {"ok", false}, {"error", r.error().message}});
+        errors += (errors.empty() ? "" : "; ") + r.error().message;
+      }
+    }
+    json out = {{"ok", errors.empty()}, {"results", results}};
+    if (!errors.empty()) out["error"] = errors;
+    return out;
+  }
+
+  json logs(const std::string& app) {
+    json files = json::array();
+    for (auto& [name, a] : supervisor_->apps()) {
+      if (!app.empty() && app != name) continue;
+      files.push_back({{"app", name},
+                       {"out", a->out ? a->out->path() : ""},
+                       {"err", a->err ? a->err->path() : ""}});
+    }
+    if (!app.empty() && files.empty()) return {{"ok", false}, {"error", "no app named \"" + app + "\""}};
+    return {{"ok", true}, {"files", files}};
+  }
+
+  json save() {
+    json dump = supervisor_->dumpJson();
+    std::string path = dumpPath(options_.home);
+    std::string tmp = path + ".tmp";
+    {
+      std::ofstream f(tmp, std::ios::trunc);
+      f << dump.dump(2) << "\n";
+      if (!f) return {{"ok", false}, {"error", "cannot write " + tmp + ": " + std::strerror(errno)}};
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+      return {{"ok", false}, {"error", "rename " + tmp + ": " + std::strerror(errno)}};
+    return {{"ok", true}, {"path", path}, {"apps", dump.size()}};
+  }
+
+  json resurrect() {
+    std::string path = dumpPath(options_.home);
+    std::ifstream f(path);
+    if (!f) return {{"ok", false}, {"error", "no saved apps: " + path + " does not exist (run `clusterd save` first)"}};
+    std::stringstream ss;
+    ss << f.rdbuf();
+    json dump = json::parse(ss.str(), nullptr, false);
+    if (dump.is_discarded() || !dump.is_array())
+      return {{"ok", false}, {"error", path + " is not a clusterd dump (a JSON array of apps)"}};
+    json apps = json::array();
+    for (auto& a : dump)
+      if (a.is_object() && !supervisor_->apps().count(a.value("name", ""))) apps.push_back(a);
+    return startApps(apps);
+  }
+
+  DaemonOptions options_;
+  UvPlatform platform_;
+  ControlServer control_;
+  NotifyServer notify_;
+  std::unique_ptr<Supervisor> supervisor_;
+  UniqueFd lock_;
+  UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;
+  UvHandle<uv_timer_t> shutdown_timer_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options) {
+  Daemon d(options);
+  return d.run();
+}
+
+}  // namespace clusterd::master

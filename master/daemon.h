@@ -1,0 +1,35 @@
+// The master daemon: one libuv loop running the supervisor, the control
+// socket, the notify socket and signal handling, for one home directory.
+//
+// Home layout: clusterd.sock (control), daemon.lock (flock held while the
+// daemon runs), daemon.pid, daemon.log (when started in the background),
+// dump.json (`save`), logs/ (worker logs).
+//
+// Signals: SIGTERM/SIGINT stop all workers (SIGTERM, kill_timeout, SIGKILL)
+// and exit 0; SIGHUP reloads every app.
+#pragma once
+
+#include <string>
+
+namespace clusterd::master {
+
+struct DaemonOptions {
+  std::string home;
+  std::string self_exe;  // path of this binary (trampoline, builtin:worker)
+};
+
+// Runs in the foreground until stopped. Returns the process exit code
+// (0 after a clean stop, 111 when it cannot start, e.g. already running).
+int runDaemon(const DaemonOptions& options);
+
+// Paths inside a home.
+std::string controlSocketPath(const std::string& home);
+std::string lockPath(const std::string& home);
+std::string pidPath(const std::string& home);
+std::string dumpPath(const std::string& home);
+std::string daemonLogPath(const std::string& home);
+
+// Creates the home (0700) and its logs/ directory.
+bool prepareHome(const std::string& home, std::string& err);
+
+}  // namespace clusterd::master

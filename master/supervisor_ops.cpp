@@ -1,0 +1,471 @@
+// Supervisor, the operator half: starting apps, resolving targets, stop,
+// restart, reload, delete and scale, and the JSON views for status,
+// describe and save. The lifecycle itself is in supervisor.cpp.
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "master/listen.h"
+#include "master/supervisor.h"
+
+namespace clusterd::master {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::string_view kLog = "master";
+
+bool allDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::string joinPath(const std::string& dir, const std::string& p) {
+  if (p.empty() || p.front() == '/' || dir.empty()) return p;
+  return dir + "/" + p;
+}
+
+std::string envValue(const std::vector<std::string>& env, const std::string& key) {
+  for (auto& kv : env)
+    if (kv.size() > key.size() && kv.compare(0, key.size(), key) == 0 && kv[key.size()] == '=')
+      return kv.substr(key.size() + 1);
+  return "";
+}
+
+// Finds an executable the way execvp would; "" when there is none.
+std::string searchPath(const std::string& name, const std::string& path_var) {
+  std::string path = path_var.empty() ? "/usr/local/bin:/usr/bin:/bin" : path_var;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t colon = path.find(':', start);
+    std::string dir = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  return "";
+}
+
+// The program to exec for `script` run from `cwd`, or an error a user can act on.
+Result<std::string> resolveProgram(const std::string& app, const std::string& script,
+                                   const std::string& cwd, const std::string& path_var,
+                                   bool needs_exec) {
+  bool has_slash = script.find('/') != std::string::npos;
+  std::string local = joinPath(cwd, script);
+  struct stat st {};
+  if (has_slash || ::stat(local.c_str(), &st) == 0) {
+    if (::stat(local.c_str(), &st) != 0)
+      return Error{"app " + app + ": script " + local + " does not exist (check `script` and `cwd`)"};
+    if (!S_ISREG(st.st_mode))
+      return Error{"app " + app + ": script " + local + " is not a regular file"};
+    if (needs_exec && ::access(local.c_str(), X_OK) != 0)
+      return Error{"app " + app + ": script " + local +
+                   " is not executable (chmod +x it, or set `interpreter`)"};
+    return local;
+  }
+  std::string found = searchPath(script, path_var);
+  if (found.empty())
+    return Error{"app " + app + ": script \"" + script + "\" is neither a file in " + cwd +
+                 " nor a program on PATH"};
+  return found;
+}
+
+Result<int> lookupUid(const std::string& app, const std::string& user) {
+  if (allDigits(user)) return std::stoi(user);
+  struct passwd* pw = ::getpwnam(user.c_str());
+  if (!pw) return Error{"app " + app + ": uid: no user named \"" + user + "\""};
+  return static_cast<int>(pw->pw_uid);
+}
+
+Result<int> lookupGid(const std::string& app, const std::string& group) {
+  if (allDigits(group)) return std::stoi(group);
+  struct group* gr = ::getgrnam(group.c_str());
+  if (!gr) return Error{"app " + app + ": gid: no group named \"" + group + "\""};
+  return static_cast<int>(gr->gr_gid);
+}
+
+}  // namespace
+
+Result<void> Supervisor::startApp(AppConfig cfg) {
+  auto& spec = cfg.spec;
+  const std::string name = spec.name;
+  if (name.empty()) return Error{"app without a name"};
+  if (spec.instances < 1)
+    return Error{"app " + name + ": instances is " + std::to_string(spec.instances) +
+                 "; set it to 1 or more (or \"max\" for one per core)"};
+  if (auto it = apps_.find(name); it != apps_.end()) {
+    App& old = *it->second;
+    if (old.deleting) return Error{"app " + name + " is being deleted; try again in a moment"};
+    for (auto& s : old.slots)
+      if (hasProcess(s->main->state) || s->incoming || !s->retiring.empty() ||
+          s->main->state == WorkerState::kWaiting)
+        return Error{"app " + name + " is already running; use `clusterd reload " + name +
+                     "` or `clusterd restart " + name + "`"};
+    platform_.cancelTimer(old.tick_timer);
+    for (auto& s : old.slots) dropWorker(s->main);
+    apps_.erase(it);
+  }
+  if (spec.cwd.empty()) spec.cwd = cfg.base_dir;
+  else spec.cwd = joinPath(cfg.base_dir, spec.cwd);
+  if (!spec.builtin_worker) {
+    std::string path_var = spec.env.count("PATH") ? spec.env.at("PATH") : envValue(options_.base_env, "PATH");
+    if (!spec.interpreter.empty()) {
+      auto interp = resolveProgram(name, spec.interpreter, spec.cwd, path_var, true);
+      if (!interp) return Error{interp.error().message + " (interpreter)"};
+      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, false);
+      if (!script) return script.error();
+    } else {
+      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, true);
+      if (!script) return script.error();
+    }
+  }
+  if ((!spec.uid.empty() || !spec.gid.empty()) && ::geteuid() != 0)
+    return Error{"app " + name + ": uid/gid need the daemon to run as root; remove them or run as root"};
+  if (!spec.uid.empty()) {
+    auto u = lookupUid(name, spec.uid);
+    if (!u) return u.error();
+  }
+  if (!spec.gid.empty()) {
+    auto g = lookupGid(name, spec.gid);
+    if (!g) return g.error();
+  }
+
+  auto app = std::make_unique<App>();
+  app->cfg = std::move(cfg);
+  const auto& s = app->cfg.spec;
+  if (s.exec_mode == config::ExecMode::kCluster && s.listen) {
+    if (s.listen->kind == config::ListenAddress::Kind::kTcp) {
+      auto port = probeTcpPort(s.listen->host, s.listen->port, s.listen->text);
+      if (!port) return Error{"app " + name + ": " + port.error().message};
+      app->port = *port;
+    } else {
+      auto fd = bindUnix(joinPath(s.cwd, s.listen->path));
+      if (!fd) return Error{"app " + name + ": " + fd.error().message};
+      app->shared_fd = std::move(*fd);
+    }
+  }
+  std::string out = s.out_file.empty() ? options_.log_dir + "/" + name + "-out.log" : joinPath(s.cwd, s.out_file);
+  std::string err = s.error_file.empty() ? options_.log_dir + "/" + name + "-error.log" : joinPath(s.cwd, s.error_file);
+  app->out = std::make_shared<LogFile>(out, s.log_max_size, s.log_retain, s.log_date_format);
+  app->err = s.merge_logs ? app->out
+                          : std::make_shared<LogFile>(err, s.log_max_size, s.log_retain, s.log_date_format);
+  App& ref = *app;
+  apps_[name] = std::move(app);
+  for (int i = 0; i < s.instances; ++i) {
+    auto r = addSlot(ref);
+    if (!r) {
+      ref.deleting = true;
+      for (auto& slot : ref.slots) stopWorker(*slot->main, Worker::AfterStop::kRemoveSlot);
+      scheduleGc();
+      return r;
+    }
+  }
+  for (auto& slot : ref.slots) startWorker(*slot->main);
+  scheduleTick(ref);
+  log::info(kLog, "{}: started {} {} instance(s)", name, s.instances,
+            s.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork");
+  return success();
+}
+
+Result<void> Supervisor::addSlot(App& app) {
+  auto slot = std::make_unique<Slot>();
+  slot->id = next_slot_id_++;
+  int instance = 0;
+  for (auto& s : app.slots)
+    if (!s->removing) ++instance;
+  slot->instance = instance;
+  slot->main = newWorker(app, *slot);
+  auto r = ensureListener(app, *slot);
+  if (!r) {
+    dropWorker(slot->main);
+    return r;
+  }
+  app.slots.push_back(std::move(slot));
+  return success();
+}
+
+Result<void> Supervisor::ensureListener(App& app, Slot& slot) {
+  const auto& s = app.cfg.spec;
+  if (s.exec_mode != config::ExecMode::kCluster || !s.listen) return success();
+  if (s.listen->kind != config::ListenAddress::Kind::kTcp || slot.listen_fd) return success();
+  auto fd = bindTcpReusePort(s.listen->host, app.port, s.listen->text);
+  if (!fd) return Error{"app " + s.name + ": " + fd.error().message};
+  slot.listen_fd = std::move(*fd);
+  return success();
+}
+
+Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
+  const auto& s = app.cfg.spec;
+  auto l = ensureListener(app, slot);
+  if (!l) return l.error();
+  SpawnRequest r;
+  r.cwd = s.cwd;
+  r.out = app.out;
+  r.err = app.err;
+  bool cluster = s.exec_mode == config::ExecMode::kCluster && s.listen;
+  if (cluster) r.listen_fd = slot.listen_fd ? slot.listen_fd.get() : app.shared_fd.get();
+  std::string program;
+  std::vector<std::string> args;
+  if (s.builtin_worker) {
+    program = options_.self_exe;
+    args = {"worker", "--ecosystem", app.cfg.ecosystem_path, "--app", s.name};
+    if (!app.cfg.env_name.empty()) {
+      args.push_back("--env");
+      args.push_back(app.cfg.env_name);
+    }
+  } else if (!s.interpreter.empty()) {
+    program = s.interpreter;
+    args.push_back(s.script);
+    args.insert(args.end(), s.args.begin(), s.args.end());
+  } else {
+    program = s.script.find('/') != std::string::npos ? joinPath(s.cwd, s.script) : s.script;
+    if (program == s.script && ::access(joinPath(s.cwd, s.script).c_str(), X_OK) == 0)
+      program = joinPath(s.cwd, s.script);
+    args = s.args;
+  }
+  static constexpr std::string_view kOurs[] = {"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
+                                               "NOTIFY_SOCKET=", "CLUSTERD_APP=", "CLUSTERD_INSTANCE=",
+                                               "NODE_APP_INSTANCE="};
+  std::map<std::string, std::string> env;
+  for (auto& kv : options_.base_env) {
+    bool ours = std::any_of(std::begin(kOurs), std::end(kOurs),
+                            [&](std::string_view p) { return kv.starts_with(p); });
+    auto eq = kv.find('=');
+    if (!ours && eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (auto& [k, v] : s.env) env[k] = v;
+  env["CLUSTERD_APP"] = s.name;
+  env["CLUSTERD_INSTANCE"] = std::to_string(slot.instance);
+  env["NODE_APP_INSTANCE"] = std::to_string(slot.instance);
+  if (!options_.notify_socket.empty()) env["NOTIFY_SOCKET"] = options_.notify_socket;
+  if (cluster) {
+    env["LISTEN_FDS"] = "1";
+    env["LISTEN_FDNAMES"] = s.name;
+  }
+  for (auto& [k, v] : env) r.env.push_back(k + "=" + v);
+  if (options_.use_trampoline) {
+    // <self> __exec <master pid> <set LISTEN_PID 0|1> <program> <args...>
+    r.file = options_.self_exe;
+    r.args = {"__exec", std::to_string(::getpid()), cluster ? "1" : "0", program};
+    r.args.insert(r.args.end(), args.begin(), args.end());
+  } else {
+    r.file = program;
+    r.args = std::move(args);
+  }
+  if (!s.uid.empty()) {
+    auto u = lookupUid(s.name, s.uid);
+    if (!u) return u.error();
+    r.uid = *u;
+  }
+  if (!s.gid.empty()) {
+    auto g = lookupGid(s.name, s.gid);
+    if (!g) return g.error();
+    r.gid = *g;
+  }
+  return r;
+}
+
+std::vector<std::pair<App*, Slot*>> Supervisor::resolve(const std::string& target, std::string& err) {
+  std::vector<std::pair<App*, Slot*>> out;
+  for (auto& [name, app] : apps_) {
+    if (app->deleting) continue;
+    for (auto& slot : app->slots) {
+      if (slot->removing) continue;
+      if (target == "all" || target == name || (allDigits(target) && std::to_string(slot->id) == target))
+        out.emplace_back(app.get(), slot.get());
+    }
+  }
+  if (out.empty() && target != "all")
+    err = "no app or worker id \"" + target + "\" (see `clusterd status`)";
+  return out;
+}
+
+Result<int> Supervisor::stop(const std::string& target) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  for (auto& [app, slot] : targets) {
+    app->reload_queue.clear();
+    if (slot->incoming) stopWorker(*slot->incoming, Worker::AfterStop::kNothing);
+    stopWorker(*slot->main, Worker::AfterStop::kNothing);
+  }
+  scheduleGc();
+  return static_cast<int>(targets.size());
+}
+
+Result<int> Supervisor::restart(const std::string& target) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  for (auto& [app, slot] : targets) {
+    app->reload_queue.clear();
+    slot->history = RestartHistory{};
+    if (slot->incoming) stopWorker(*slot->incoming, Worker::AfterStop::kNothing);
+    stopWorker(*slot->main, Worker::AfterStop::kStart);
+  }
+  return static_cast<int>(targets.size());
+}
+
+Result<int> Supervisor::reload(const std::string& target, int parallel) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  std::vector<App*> touched;
+  for (auto& [app, slot] : targets) {
+    if (std::find(app->reload_queue.begin(), app->reload_queue.end(), slot->id) ==
+        app->reload_queue.end())
+      app->reload_queue.push_back(slot->id);
+    app->reload_parallel = std::max(1, parallel);
+    if (std::find(touched.begin(), touched.end(), app) == touched.end()) touched.push_back(app);
+  }
+  for (App* app : touched) pumpReload(*app);
+  return static_cast<int>(targets.size());
+}
+
+Result<int> Supervisor::remove(const std::string& target) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  for (auto& [app, slot] : targets) {
+    if (target == "all" || target == app->cfg.spec.name) app->deleting = true;
+    app->reload_queue.clear();
+    if (slot->incoming) stopWorker(*slot->incoming, Worker::AfterStop::kNothing);
+    stopWorker(*slot->main, Worker::AfterStop::kRemoveSlot);
+  }
+  scheduleGc();
+  return static_cast<int>(targets.size());
+}
+
+Result<int> Supervisor::scale(const std::string& name, const std::string& count) {
+  auto it = apps_.find(name);
+  if (it == apps_.end() || it->second->deleting) return Error{"no app named \"" + name + "\""};
+  App& app = *it->second;
+  int current = 0;
+  for (auto& s : app.slots) current += s->removing ? 0 : 1;
+  int n = 0;
+  std::string digits = (count.starts_with('+') || count.starts_with('-')) ? count.substr(1) : count;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
+    return Error{"scale: \"" + count + "\" is not N, +N or -N"};
+  int target = count.starts_with('+') ? current + n : count.starts_with('-') ? current - n : n;
+  if (target < 1)
+    return Error{"scale: " + name + " would have " + std::to_string(target) +
+                 " instances; keep at least 1 (use `clusterd stop " + name + "` to stop it)"};
+  while (current < target) {
+    auto r = addSlot(app);
+    if (!r) return r.error();
+    startWorker(*app.slots.back()->main);
+    ++current;
+  }
+  for (auto s = app.slots.rbegin(); s != app.slots.rend() && current > target; ++s) {
+    if ((*s)->removing) continue;
+    (*s)->removing = true;
+    if ((*s)->incoming) stopWorker(*(*s)->incoming, Worker::AfterStop::kNothing);
+    stopWorker(*(*s)->main, Worker::AfterStop::kRemoveSlot);
+    --current;
+  }
+  scheduleGc();
+  return target;
+}
+
+void Supervisor::stopAll() {
+  for (auto& [name, app] : apps_) {
+    app->reload_queue.clear();
+    for (auto& slot : app->slots) {
+      if (slot->incoming) stopWorker(*slot->incoming, Worker::AfterStop::kNothing);
+      stopWorker(*slot->main, Worker::AfterStop::kNothing);
+    }
+  }
+}
+
+namespace {
+
+json workerRow(const App& app, const Slot& slot, const Worker& w, const char* role, Millis now) {
+  json stats = nullptr;
+  if (!w.stats_json.empty()) {
+    stats = json::parse(w.stats_json, nullptr, false);
+    if (stats.is_discarded()) stats = nullptr;
+  }
+  bool up = hasProcess(w.state);
+  return {{"id", slot.id},
+          {"app", app.cfg.spec.name},
+          {"mode", app.cfg.spec.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork"},
+          {"instance", slot.instance},
+          {"pid", w.pid},
+          {"state", stateName(w.state)},
+          {"role", role},
+          {"uptime_ms", up ? (now - w.started_at).count() : 0},
+          {"restarts", slot.restarts},
+          {"cpu", up ? static_cast<double>(static_cast<int>(w.cpu * 10)) / 10 : 0.0},
+          {"memory", up ? w.rss : 0},
+          {"status", w.status_text},
+          {"last_exit", w.last_exit},
+          {"stats", stats},
+          {"reload_pending", std::find(app.reload_queue.begin(), app.reload_queue.end(), slot.id) !=
+                                 app.reload_queue.end()}};
+}
+
+}  // namespace
+
+json Supervisor::statusJson() const {
+  json rows = json::array();
+  Millis now = platform_.now();
+  std::vector<std::pair<int, json>> all;
+  for (auto& [name, app] : apps_) {
+    for (auto& slot : app->slots) {
+      all.emplace_back(slot->id, workerRow(*app, *slot, *slot->main, "main", now));
+      if (slot->incoming) all.emplace_back(slot->id, workerRow(*app, *slot, *slot->incoming, "incoming", now));
+      for (auto& r : slot->retiring) all.emplace_back(slot->id, workerRow(*app, *slot, *r, "retiring", now));
+    }
+  }
+  std::stable_sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (auto& [id, row] : all) rows.push_back(std::move(row));
+  return rows;
+}
+
+Result<json> Supervisor::describeJson(const std::string& name) const {
+  auto it = apps_.find(name);
+  if (it == apps_.end()) return Error{"no app named \"" + name + "\" (see `clusterd status`)"};
+  const App& app = *it->second;
+  Millis now = platform_.now();
+  json workers = json::array();
+  for (auto& slot : app.slots) {
+    workers.push_back(workerRow(app, *slot, *slot->main, "main", now));
+    if (slot->incoming) workers.push_back(workerRow(app, *slot, *slot->incoming, "incoming", now));
+    for (auto& r : slot->retiring) workers.push_back(workerRow(app, *slot, *r, "retiring", now));
+  }
+  json j = {{"app", appToJson(app.cfg)},
+            {"out_file", app.out ? app.out->path() : ""},
+            {"error_file", app.err ? app.err->path() : ""},
+            {"workers", workers}};
+  if (app.port) j["port"] = app.port;
+  return j;
+}
+
+json Supervisor::dumpJson() const {
+  json apps = json::array();
+  for (auto& [name, app] : apps_)
+    if (!app->deleting) apps.push_back(appToJson(app->cfg));
+  return apps;
+}
+
+std::vector<std::shared_ptr<LogFile>> Supervisor::logFiles(const std::string& name) const {
+  std::vector<std::shared_ptr<LogFile>> out;
+  for (auto& [n, app] : apps_) {
+    if (!name.empty() && name != "all" && n != name) continue;
+    if (app->out) out.push_back(app->out);
+    if (app->err && app->err != app->out) out.push_back(app->err);
+  }
+  return out;
+}
+
+}  // namespace clusterd::master
