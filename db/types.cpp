@@ -110,6 +110,16 @@ DbError errorFromResult(const PGresult* r) {
 }
 
 DbError connectionError(std::string message) {
+  // libpq's messages span lines ("...\n\tThis probably means..."); logs want one.
+  std::string flat;
+  for (char c : message) {
+    if (c == '\n' || c == '\t') {
+      if (!flat.empty() && flat.back() != ' ') flat += ' ';
+    } else {
+      flat += c;
+    }
+  }
+  message = std::move(flat);
   while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
   return DbError{ErrorKind::kTransient, "08006", std::move(message)};
 }

@@ -1,0 +1,74 @@
+// What a shop job handler sees and answers, independent of the queue's C++
+// API (jobs/install.cpp adapts queue::Consumer to it): the job, the services
+// a handler may use, and the outcome.
+//
+// Outcomes: kDone acknowledges; kRetry asks the queue for another attempt
+// with backoff (transient database errors, a mail server down); kFail fails
+// the attempt with a message that names the bad data (permanent errors).
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.h"
+#include "db/pool.h"
+
+namespace clusterd::jobs {
+
+// Queues and job names of the shop.
+inline constexpr const char* kOrdersQueue = "orders";
+inline constexpr const char* kInventoryQueue = "inventory";
+inline constexpr const char* kEmailQueue = "email";
+inline constexpr const char* kOrderProcess = "order.process";
+inline constexpr const char* kInventoryAdjust = "inventory.adjust";
+inline constexpr const char* kEmailBatch = "email.batch";
+
+struct Job {
+  std::string id;    // the queue's job id: the key of the exactly-once ledger
+  std::string name;  // "order.process", ...
+  nlohmann::json data;
+};
+
+enum class Outcome { kDone, kRetry, kFail };
+
+struct JobResult {
+  Outcome outcome = Outcome::kDone;
+  std::string message;         // why, for kRetry/kFail; a note for kDone
+  nlohmann::json result = {};  // stored with the completed job
+};
+
+using JobDone = std::function<void(JobResult)>;
+
+// Enqueues one job; `done` gets the new job id or why it failed.
+using EnqueueFn = std::function<void(const std::string& queue, const std::string& name,
+                                     nlohmann::json data, std::chrono::milliseconds delay,
+                                     std::function<void(Result<std::string>)> done)>;
+// Tells the product cache that these SKUs' stock changed (after commit).
+using InvalidateFn = std::function<void(const std::vector<std::string>& skus)>;
+
+class Mailer;
+
+struct Services {
+  uv_loop_t* loop = nullptr;
+  db::Pool* pool = nullptr;
+  EnqueueFn enqueue;        // required by order.process and email.batch
+  InvalidateFn invalidate;  // optional
+  Mailer* mailer = nullptr; // required by email.batch
+};
+
+// The JobResult for a database error: transient -> retry, permanent -> fail.
+JobResult fromDbError(const std::string& what, const db::DbError& e);
+
+// The handlers. Each validates its payload (kFail with the field at fault),
+// does its writes and its ledger row in one transaction, and answers once.
+void processOrder(Services& s, const Job& job, JobDone done);
+void adjustInventory(Services& s, const Job& job, JobDone done);
+void sendEmailBatch(Services& s, const Job& job, JobDone done);
+
+}  // namespace clusterd::jobs

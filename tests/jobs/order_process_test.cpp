@@ -1,0 +1,147 @@
+// order.process against real postgres: confirmation with stock, outbox and
+// ledger in one transaction; rejections; redelivery; no overselling under
+// concurrency; a Postgres restart mid-run.
+#include <catch2/catch.hpp>
+
+#include "tests/jobs/shop_fixture.h"
+
+using namespace clusterd;
+using namespace clusterd::jobs;
+using clusterd::test::ShopFixture;
+using namespace std::chrono_literals;
+
+TEST_CASE("order.process confirms an order, takes the stock and writes the email in one go",
+          "[jobs][order][postgres]") {
+  ShopFixture f;
+  int64_t id = f.placeOrder("ada@example.com", {{"SKU-000001", 2}, {"SKU-000002", 1}, {"SKU-000001", 1}});
+  auto r = f.runJob(processOrder, "job-1", kOrderProcess, {{"order_id", id}});
+  CHECK(r.outcome == Outcome::kDone);
+  CHECK(r.result["status"] == "confirmed");
+  auto& pg = f.pg;
+  CHECK(pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "97");
+  CHECK(pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000002'") == "99");
+  CHECK(pg.scalar("SELECT status FROM orders WHERE id = " + std::to_string(id)) == "confirmed");
+  CHECK(pg.scalar("SELECT count(*) FROM order_lines WHERE variant_id IS NOT NULL AND order_id = " +
+                  std::to_string(id)) == "3");
+  CHECK(pg.scalar("SELECT recipient FROM email_outbox WHERE order_id = " + std::to_string(id)) ==
+        "ada@example.com");
+  CHECK(pg.scalar("SELECT job_name FROM job_ledger WHERE job_id = 'job-1'") == "order.process");
+  REQUIRE(f.enqueued.size() == 1);
+  CHECK(f.enqueued[0].queue == "email");
+  CHECK(f.enqueued[0].name == "email.batch");
+  CHECK(f.invalidated == std::set<std::string>{"SKU-000001", "SKU-000002"});
+}
+
+TEST_CASE("order.process rejects insufficient stock and unknown skus and changes no stock",
+          "[jobs][order][postgres]") {
+  ShopFixture f(5, 3);
+  int64_t big = f.placeOrder("bob@example.com", {{"SKU-000001", 1}, {"SKU-000002", 4}});
+  auto r = f.runJob(processOrder, "job-a", kOrderProcess, {{"order_id", big}});
+  CHECK(r.outcome == Outcome::kDone);
+  CHECK(r.result["status"] == "rejected");
+  CHECK(f.pg.scalar("SELECT reason FROM orders WHERE id = " + std::to_string(big)) ==
+        "insufficient stock for SKU-000002: requested 4, available 3");
+  int64_t unknown = f.placeOrder("bob@example.com", {{"SKU-999999", 1}});
+  f.runJob(processOrder, "job-b", kOrderProcess, {{"order_id", unknown}});
+  CHECK(f.pg.scalar("SELECT reason FROM orders WHERE id = " + std::to_string(unknown)) ==
+        "unknown sku SKU-999999");
+  CHECK(f.pg.scalar("SELECT sum(stock) FROM variants") == "15");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "0");
+  CHECK(f.enqueued.empty());
+}
+
+TEST_CASE("a redelivered order.process job changes nothing", "[jobs][order][postgres]") {
+  ShopFixture f;
+  int64_t id = f.placeOrder("cy@example.com", {{"SKU-000003", 5}});
+  REQUIRE(f.runJob(processOrder, "job-7", kOrderProcess, {{"order_id", id}}).outcome ==
+          Outcome::kDone);
+  // The email.batch hand-off already happened, so the outbox row is pending:
+  // a redelivery hands it over again but takes no stock and writes no email.
+  auto again = f.runJob(processOrder, "job-7", kOrderProcess, {{"order_id", id}});
+  CHECK(again.outcome == Outcome::kDone);
+  CHECK(again.message == "already processed (job ledger)");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000003'") == "95");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "1");
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger") == "1");
+  // Once the email is sent, a redelivery does not even enqueue.
+  f.pg.query("UPDATE email_outbox SET status = 'sent'");
+  size_t before = f.enqueued.size();
+  f.runJob(processOrder, "job-7", kOrderProcess, {{"order_id", id}});
+  CHECK(f.enqueued.size() == before);
+  // A second job for the same order (another id) is recorded and changes nothing.
+  auto other = f.runJob(processOrder, "job-8", kOrderProcess, {{"order_id", id}});
+  CHECK(other.message == "order already confirmed");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000003'") == "95");
+}
+
+TEST_CASE("order.process fails a payload without an order id and a missing order",
+          "[jobs][order][postgres]") {
+  ShopFixture f(1, 1, 1);
+  CHECK(f.runJob(processOrder, "j1", kOrderProcess, {{"id", 1}}).outcome == Outcome::kFail);
+  auto r = f.runJob(processOrder, "j2", kOrderProcess, {{"order_id", 424242}});
+  CHECK(r.outcome == Outcome::kFail);
+  CHECK(r.message.find("order 424242 does not exist") != std::string::npos);
+}
+
+TEST_CASE("100 concurrent orders for 10 in stock confirm exactly 10 and reject 90",
+          "[jobs][order][postgres]") {
+  ShopFixture f(3, 10, 8);
+  f.pg.query("UPDATE variants SET stock = 1000 WHERE sku <> 'SKU-000001'");
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 100; ++i) {
+    // Orders mix SKUs in different line orders, so lock ordering matters.
+    std::vector<OrderLineRequest> lines = {{"SKU-000001", 1}, {"SKU-000002", 1}};
+    if (i % 2) std::swap(lines[0], lines[1]);
+    if (i % 3 == 0) lines.push_back({"SKU-000003", 1});
+    ids.push_back(f.placeOrder(fmt::format("c{}@example.com", i), lines));
+  }
+  int done = 0, retried = 0;
+  std::function<void(size_t)> run = [&](size_t i) {
+    processOrder(f.services, Job{"job-" + std::to_string(i), kOrderProcess, {{"order_id", ids[i]}}},
+                 [&, i](JobResult r) {
+                   if (r.outcome == Outcome::kRetry) {
+                     ++retried;  // a deadlock would show here
+                     return run(i);
+                   }
+                   REQUIRE(r.outcome == Outcome::kDone);
+                   ++done;
+                 });
+  };
+  for (size_t i = 0; i < ids.size(); ++i) run(i);
+  REQUIRE(f.loop.runUntil([&] { return done == 100; }, 60s));
+  CHECK(retried == 0);
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "10");
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'rejected'") == "90");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "0");
+  CHECK(f.pg.scalar("SELECT 1000 - stock FROM variants WHERE sku = 'SKU-000002'") == "10");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "10");
+}
+
+TEST_CASE("a postgres restart mid-run delays order jobs but loses none",
+          "[jobs][order][postgres][fault]") {
+  ShopFixture f(2, 1000, 4);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 60; ++i) ids.push_back(f.placeOrder("d@example.com", {{"SKU-000001", 1}}));
+  int done = 0, retries = 0;
+  std::function<void(size_t)> run = [&](size_t i) {
+    processOrder(f.services, Job{"r-" + std::to_string(i), kOrderProcess, {{"order_id", ids[i]}}},
+                 [&, i](JobResult r) {
+                   if (r.outcome == Outcome::kRetry) {
+                     ++retries;
+                     return f.after(100, [&run, i] { run(i); });
+                   }
+                   REQUIRE(r.outcome == Outcome::kDone);
+                   ++done;
+                 });
+  };
+  for (size_t i = 0; i < 30; ++i) run(i);
+  f.pg.stop();
+  for (size_t i = 30; i < ids.size(); ++i) run(i);
+  f.loop.runFor(500ms);
+  f.pg.start();
+  REQUIRE(f.loop.runUntil([&] { return done == 60; }, 60s));
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "60");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "940");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "60");
+  CHECK(retries > 0);
+}
