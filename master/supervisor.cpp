@@ -136,8 +136,9 @@ void Supervisor::promote(Slot& slot) {
   log::info(kLog, "{} #{}: pid {} is online and replaces pid {}", app.cfg.spec.name, slot.id,
             slot.main->pid, old->pid);
   if (hasProcess(old->state)) {
-    stopWorker(*old, Worker::AfterStop::kNothing);
+    Worker& ref = *old;
     slot.retiring.push_back(std::move(old));
+    stopWorker(ref, Worker::AfterStop::kNothing);
   } else {
     dropWorker(old);
   }

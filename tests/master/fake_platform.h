@@ -41,7 +41,9 @@ class FakePlatform : public Platform {
     auto it = procs.find(pid);
     if (it == procs.end() || !it->second.alive) return;
     it->second.signals.push_back(sig);
-    if ((sig == SIGKILL) || (sig == SIGTERM && exit_on_term)) exit(pid, 0, sig == SIGKILL ? SIGKILL : 0);
+    // Like a real process, it exits after the signal is delivered, not inside kill(2).
+    if ((sig == SIGKILL) || (sig == SIGTERM && exit_on_term))
+      startTimer(Millis{0}, [this, pid, sig] { exit(pid, 0, sig == SIGKILL ? SIGKILL : 0); });
   }
   ProcSample sample(pid_t pid) override {
     auto it = procs.find(pid);
