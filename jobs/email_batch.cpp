@@ -83,7 +83,7 @@ void finish(Services& s, db::TransactionPtr tx, Outcomes o, int rows, int limit,
                   result};
     if (follow_up_ms < 0 || !s.enqueue) return done(std::move(res));
     s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json::object(),
-              std::chrono::milliseconds(follow_up_ms),
+              EnqueueOptions{std::chrono::milliseconds(follow_up_ms), {}},
               [res, done](Result<std::string> r) mutable {
                 // The rows stay pending in the outbox; the next batch finds them.
                 if (!r) log::warn("email", "follow-up email.batch not enqueued: {}", r.error().message);

@@ -45,9 +45,14 @@ struct JobResult {
 
 using JobDone = std::function<void(JobResult)>;
 
-// Enqueues one job; `done` gets the new job id or why it failed.
+struct EnqueueOptions {
+  std::chrono::milliseconds delay{0};
+  std::string unique;  // while a job with this key is pending, its id is returned instead
+};
+
+// Enqueues one job; `done` gets the job id or why it failed.
 using EnqueueFn = std::function<void(const std::string& queue, const std::string& name,
-                                     nlohmann::json data, std::chrono::milliseconds delay,
+                                     nlohmann::json data, const EnqueueOptions& options,
                                      std::function<void(Result<std::string>)> done)>;
 // Tells the product cache that these SKUs' stock changed (after commit).
 using InvalidateFn = std::function<void(const std::vector<std::string>& skus)>;

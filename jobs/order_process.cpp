@@ -36,8 +36,7 @@ struct Variant {
 
 void enqueueEmailBatch(Services& s, int64_t order_id, JobResult result, JobDone done) {
   if (!s.enqueue) return done(std::move(result));
-  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json{{"order_id", order_id}},
-            std::chrono::milliseconds(0),
+  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json{{"order_id", order_id}}, EnqueueOptions{},
             [result = std::move(result), done = std::move(done)](Result<std::string> r) mutable {
               if (!r) {
                 // The order is committed; the retry finds the ledger row and

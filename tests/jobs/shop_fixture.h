@@ -55,9 +55,9 @@ class ShopFixture {
     services.loop = loop.get();
     services.pool = pool.get();
     services.enqueue = [this](const std::string& q, const std::string& n, nlohmann::json d,
-                              std::chrono::milliseconds delay,
+                              const jobs::EnqueueOptions& opts,
                               std::function<void(Result<std::string>)> done) {
-      enqueued.push_back({q, n, std::move(d), delay});
+      enqueued.push_back({q, n, std::move(d), opts.delay});
       done(std::to_string(enqueued.size()));
     };
     services.invalidate = [this](const std::vector<std::string>& skus) {
