@@ -1,0 +1,305 @@
+// Implementation of queue/client.h.
+#include "queue/client.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "common/log.h"
+#include "queue/codec.h"
+#include "queue/redis.h"
+#include "queue/scripts.h"
+
+namespace clusterd::queue {
+
+int64_t nowMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+namespace {
+
+Error redisError(const Reply& r, const std::string& what) {
+  return Error{fmt::format("{}: {}", what, r.error())};
+}
+
+// Decodes {id, record, meta, ...} triples into jobs.
+std::vector<Job> decodeTriples(const std::string& queue, const Reply& r, JobState state) {
+  std::vector<Job> out;
+  for (size_t i = 0; i + 2 < r.size(); i += 3) {
+    Job j;
+    j.queue = queue;
+    j.id = r.at(i).str();
+    j.state = state;
+    if (auto d = decodeRecord(r.at(i + 1).view(), j); !d) j.reason = d.error().message;
+    (void)decodeMeta(r.at(i + 2).view(), j);
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Client>> Client::create(uv_loop_t* loop, ClientOptions options) {
+  auto addr = parseRedisUrl(options.redis_url);
+  if (!addr) return addr.error();
+  RedisOptions ro;
+  ro.client_name = options.client_name;
+  auto conn = std::make_unique<RedisConnection>(loop, std::move(*addr), ro);
+  return std::unique_ptr<Client>(new Client(loop, std::move(options), std::move(conn)));
+}
+
+Client::Client(uv_loop_t* loop, ClientOptions options, std::unique_ptr<RedisConnection> conn)
+    : loop_(loop), options_(std::move(options)), conn_(std::move(conn)) {
+  scripts_ = std::make_unique<ScriptRunner>(*conn_);
+  conn_->onReady([this] { registered_.clear(); });
+  conn_->connect();
+}
+
+Client::~Client() {
+  *alive_ = false;
+  scripts_.reset();
+  conn_.reset();
+}
+
+const std::string& Client::redisText() const { return conn_->address().text; }
+
+void Client::registerQueue(const std::string& queue) {
+  if (registered_.count(queue)) return;
+  registered_[queue] = true;
+  conn_->command({"SADD", kQueuesKey, queue}, [](const Reply&) {});
+}
+
+Result<std::vector<std::string>> Client::buildArgs(const std::string& queue, const std::vector<NewJob>& jobs,
+                                                   size_t from, size_t to, int64_t now) const {
+  config::QueueDefaults d;
+  if (auto it = options_.defaults.find(queue); it != options_.defaults.end()) d = it->second;
+  std::vector<std::string> args;
+  args.reserve(2 + (to - from) * 5);
+  args.push_back(std::to_string(now));
+  args.push_back(std::to_string(to - from));
+  for (size_t i = from; i < to; ++i) {
+    const NewJob& nj = jobs[i];
+    const JobOptions& o = nj.options;
+    if (nj.name.empty()) return Error{fmt::format("job {} has no name", i)};
+    if (o.priority < -1000 || o.priority > 1000)
+      return Error{fmt::format("priority {} is out of range -1000..1000", o.priority)};
+    if (o.attempts < 0) return Error{fmt::format("attempts {} must be at least 1", o.attempts)};
+    Job j;
+    j.name = nj.name;
+    j.payload = nj.payload;
+    j.attempts = o.attempts > 0 ? o.attempts : d.attempts;
+    j.backoff_ms = o.backoff.count() > 0 ? o.backoff.count() : d.backoff.count();
+    j.backoff_type = o.backoff_set ? o.backoff_type
+                                   : (d.backoff_type == "fixed" ? BackoffType::kFixed : BackoffType::kExponential);
+    j.timeout_ms = o.timeout.count() > 0 ? o.timeout.count() : d.timeout.count();
+    j.priority = o.priority;
+    j.created_ms = now;
+    j.unique_key = o.unique_key;
+    int64_t run_at = o.run_at_ms > 0 ? o.run_at_ms : (o.delay.count() > 0 ? now + o.delay.count() : 0);
+    args.push_back(encodeRecord(j));
+    args.push_back(std::to_string(run_at));
+    args.push_back(std::to_string(o.priority));
+    args.push_back(o.unique_key);
+    args.push_back(std::to_string(o.unique_ttl.count()));
+  }
+  return args;
+}
+
+void Client::enqueue(const std::string& queue, NewJob job, Callback<Enqueued> cb) {
+  std::vector<NewJob> one;
+  one.push_back(std::move(job));
+  enqueueBulk(queue, std::move(one), [cb = std::move(cb)](Result<std::vector<Enqueued>> r) {
+    if (!r) return cb(r.error());
+    cb(std::move(r->front()));
+  });
+}
+
+void Client::enqueueBulk(const std::string& queue, std::vector<NewJob> jobs, Callback<std::vector<Enqueued>> cb) {
+  if (!validQueueName(queue))
+    return cb(Error{fmt::format("invalid queue name '{}': use 1-100 of A-Z a-z 0-9 _ . -", queue)});
+  if (jobs.empty()) return cb(std::vector<Enqueued>{});
+  constexpr size_t kBatch = 500;
+  struct State {
+    std::vector<Enqueued> out;
+    size_t pending = 0;
+    std::optional<Error> error;
+    Callback<std::vector<Enqueued>> cb;
+  };
+  auto st = std::make_shared<State>();
+  st->out.resize(jobs.size());
+  st->cb = std::move(cb);
+  int64_t now = nowMs();
+  auto keys = queueKeys(queue);
+  std::vector<std::vector<std::string>> batches;
+  for (size_t from = 0; from < jobs.size(); from += kBatch) {
+    size_t to = std::min(jobs.size(), from + kBatch);
+    auto args = buildArgs(queue, jobs, from, to, now);
+    if (!args) return st->cb(args.error());
+    batches.push_back(std::move(*args));
+  }
+  registerQueue(queue);
+  st->pending = batches.size();
+  for (size_t b = 0; b < batches.size(); ++b) {
+    size_t from = b * kBatch;
+    scripts_->run(ScriptId::kEnqueue, keys, batches[b], [st, from, queue, this](const Reply& r) {
+      if (r.isError()) {
+        if (!st->error) st->error = redisError(r, fmt::format("enqueue to queue '{}' failed", queue));
+      } else {
+        for (size_t i = 0; i + 1 < r.size(); i += 2)
+          st->out[from + i / 2] = Enqueued{r.at(i).str(), r.at(i + 1).integer() == 1};
+      }
+      if (--st->pending == 0) {
+        if (st->error) return st->cb(*st->error);
+        st->cb(std::move(st->out));
+      }
+    });
+  }
+}
+
+void Client::queues(Callback<std::vector<std::string>> cb) {
+  conn_->command({"SMEMBERS", kQueuesKey}, [cb = std::move(cb)](const Reply& r) {
+    if (r.isError()) return cb(redisError(r, "listing queues failed"));
+    std::vector<std::string> out;
+    for (size_t i = 0; i < r.size(); ++i) out.push_back(r.at(i).str());
+    std::sort(out.begin(), out.end());
+    cb(std::move(out));
+  });
+}
+
+void Client::counts(const std::string& queue, Callback<QueueCounts> cb) {
+  scripts_->run(ScriptId::kCounts, queueKeys(queue), {std::to_string(nowMs())},
+                [queue, cb = std::move(cb)](const Reply& r) {
+                  if (r.isError() || r.size() < 12) return cb(redisError(r, "reading queue " + queue));
+                  QueueCounts c;
+                  c.queue = queue;
+                  c.waiting = r.at(0).integer();
+                  c.active = r.at(1).integer();
+                  c.delayed = r.at(2).integer();
+                  c.completed = r.at(3).integer();
+                  c.dead = r.at(4).integer();
+                  c.paused = r.at(5).integer() == 1;
+                  c.per_min = r.at(6).integer();
+                  c.enqueued_total = r.at(7).integer();
+                  c.completed_total = r.at(8).integer();
+                  c.failed_total = r.at(9).integer();
+                  c.dead_total = r.at(10).integer();
+                  c.stalled_total = r.at(11).integer();
+                  cb(c);
+                });
+}
+
+void Client::listJobs(const std::string& queue, JobState state, int offset, int limit,
+                      Callback<std::vector<Job>> cb) {
+  scripts_->run(ScriptId::kList, queueKeys(queue),
+                {jobStateName(state), std::to_string(offset), std::to_string(limit)},
+                [queue, state, cb = std::move(cb)](const Reply& r) {
+                  if (r.isError()) return cb(redisError(r, "listing jobs of " + queue));
+                  cb(decodeTriples(queue, r, state));
+                });
+}
+
+void Client::job(const std::string& queue, const std::string& id, Callback<std::optional<Job>> cb) {
+  scripts_->run(ScriptId::kJob, queueKeys(queue), {id}, [queue, id, cb = std::move(cb)](const Reply& r) {
+    if (r.isError()) return cb(redisError(r, "reading job " + id));
+    if (r.size() < 4) return cb(std::optional<Job>{});
+    Job j;
+    j.queue = queue;
+    j.id = id;
+    parseJobState(r.at(0).view(), j.state);
+    if (auto d = decodeRecord(r.at(1).view(), j); !d) j.reason = d.error().message;
+    (void)decodeMeta(r.at(2).view(), j);
+    j.when_ms = std::atoll(r.at(3).str().c_str());
+    cb(std::optional<Job>(std::move(j)));
+  });
+}
+
+void Client::admin(const std::string& queue, AdminOp op, const std::string& arg, Callback<int64_t> cb) {
+  const char* name = "";
+  switch (op) {
+    case AdminOp::kPause: name = "pause"; break;
+    case AdminOp::kResume: name = "resume"; break;
+    case AdminOp::kDrain: name = "drain"; break;
+    case AdminOp::kClean: name = "clean"; break;
+    case AdminOp::kRetry: name = "retry"; break;
+    case AdminOp::kDelete: name = "delete"; break;
+  }
+  scripts_->run(ScriptId::kAdmin, queueKeys(queue), {std::to_string(nowMs()), name, arg},
+                [queue, name, cb = std::move(cb)](const Reply& r) {
+                  if (r.isError()) return cb(redisError(r, fmt::format("{} on queue '{}' failed", name, queue)));
+                  cb(static_cast<int64_t>(r.integer()));
+                });
+}
+
+void Client::configure(const std::string& queue, const config::QueueDefaults& d, int max_stalls,
+                       Callback<bool> cb) {
+  std::vector<std::pair<std::string, std::string>> fields = {
+      {"keep_completed", std::to_string(d.keep_completed)},
+      {"keep_completed_age", std::to_string(d.keep_completed_age.count())},
+      {"keep_dead", std::to_string(d.keep_dead)},
+      {"keep_dead_age", std::to_string(d.keep_dead_age.count())},
+      {"rate_limit", d.rate_limit ? std::to_string(d.rate_limit) : ""},
+      {"rate_window", d.rate_limit ? std::to_string(d.rate_window.count()) : ""},
+      {"max_stalls", std::to_string(max_stalls)},
+  };
+  registerQueue(queue);
+  auto pending = std::make_shared<size_t>(fields.size());
+  auto failed = std::make_shared<std::optional<Error>>();
+  auto shared_cb = std::make_shared<Callback<bool>>(std::move(cb));
+  auto keys = queueKeys(queue);
+  for (auto& [f, v] : fields) {
+    scripts_->run(ScriptId::kAdmin, keys, {std::to_string(nowMs()), "config", f, v},
+                  [pending, failed, shared_cb, queue](const Reply& r) {
+                    if (r.isError() && !*failed) *failed = redisError(r, "configuring queue " + queue);
+                    if (--*pending == 0) {
+                      if (*failed) return (*shared_cb)(**failed);
+                      (*shared_cb)(true);
+                    }
+                  });
+  }
+}
+
+void Client::checkDurability(Callback<bool> cb) {
+  struct State {
+    std::vector<std::string> problems;
+    std::optional<Error> error;
+    int pending = 2;
+  };
+  auto st = std::make_shared<State>();
+  auto finish = [this, st, cb = std::move(cb)]() {
+    if (st->error) return cb(*st->error);
+    if (st->problems.empty()) return cb(true);
+    std::string text;
+    for (auto& p : st->problems) text += (text.empty() ? "" : "; ") + p;
+    if (options_.strict)
+      return cb(Error{fmt::format("Redis at {} may lose or evict jobs: {} (refusing under --strict / "
+                                  "queue.strict)", redisText(), text)});
+    log::warn("queue", "WARNING: Redis at {} may lose or evict jobs: {}", redisText(), text);
+    cb(false);
+  };
+  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
+  auto check = [this, st, shared_finish](const char* param, auto&& judge) {
+    conn_->command({"CONFIG", "GET", param}, [st, shared_finish, param, judge](const Reply& r) {
+      if (r.isError()) {
+        if (r.error().find("unknown command") != std::string_view::npos ||
+            r.error().rfind("NOPERM", 0) == 0 || r.error().rfind("ERR unknown", 0) == 0)
+          st->problems.push_back(fmt::format("cannot read {} (CONFIG GET refused)", param));
+        else if (!st->error)
+          st->error = Error{fmt::format("checking Redis durability: {}", r.error())};
+      } else if (r.size() >= 2) {
+        judge(r.at(1).str());
+      }
+      if (--st->pending == 0) (*shared_finish)();
+    });
+  };
+  check("appendonly", [st](const std::string& v) {
+    if (v != "yes")
+      st->problems.push_back("appendonly is 'no', so a Redis crash loses recent jobs (set appendonly yes)");
+  });
+  check("maxmemory-policy", [st](const std::string& v) {
+    if (v != "noeviction")
+      st->problems.push_back(fmt::format("maxmemory-policy is '{}', so Redis may evict jobs (set noeviction)", v));
+  });
+}
+
+}  // namespace clusterd::queue

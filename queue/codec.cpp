@@ -1,0 +1,277 @@
+// Implementation of queue/codec.h and the payload helpers of queue/job.h,
+// with msgpack-c.
+#include "queue/codec.h"
+
+#include <msgpack.hpp>
+
+#include <fmt/format.h>
+
+namespace clusterd::queue {
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+void packJson(Packer& pk, const nlohmann::json& v) {
+  switch (v.type()) {
+    case nlohmann::json::value_t::null: pk.pack_nil(); break;
+    case nlohmann::json::value_t::boolean: pk.pack(v.get<bool>()); break;
+    case nlohmann::json::value_t::number_integer: pk.pack(v.get<int64_t>()); break;
+    case nlohmann::json::value_t::number_unsigned: pk.pack(v.get<uint64_t>()); break;
+    case nlohmann::json::value_t::number_float: pk.pack(v.get<double>()); break;
+    case nlohmann::json::value_t::string: pk.pack(v.get_ref<const std::string&>()); break;
+    case nlohmann::json::value_t::binary: {
+      const auto& b = v.get_binary();
+      pk.pack_bin(static_cast<uint32_t>(b.size()));
+      pk.pack_bin_body(reinterpret_cast<const char*>(b.data()), static_cast<uint32_t>(b.size()));
+      break;
+    }
+    case nlohmann::json::value_t::array:
+      pk.pack_array(static_cast<uint32_t>(v.size()));
+      for (const auto& e : v) packJson(pk, e);
+      break;
+    case nlohmann::json::value_t::object:
+      pk.pack_map(static_cast<uint32_t>(v.size()));
+      for (const auto& [k, e] : v.items()) {
+        pk.pack(k);
+        packJson(pk, e);
+      }
+      break;
+    case nlohmann::json::value_t::discarded: pk.pack_nil(); break;
+  }
+}
+
+nlohmann::json toJson(const msgpack::object& o) {
+  switch (o.type) {
+    case msgpack::type::NIL: return nullptr;
+    case msgpack::type::BOOLEAN: return o.via.boolean;
+    case msgpack::type::POSITIVE_INTEGER: return o.via.u64;
+    case msgpack::type::NEGATIVE_INTEGER: return o.via.i64;
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: return o.via.f64;
+    case msgpack::type::STR: return std::string(o.via.str.ptr, o.via.str.size);
+    case msgpack::type::BIN: return std::string(o.via.bin.ptr, o.via.bin.size);
+    case msgpack::type::ARRAY: {
+      auto a = nlohmann::json::array();
+      for (uint32_t i = 0; i < o.via.array.size; ++i) a.push_back(toJson(o.via.array.ptr[i]));
+      return a;
+    }
+    case msgpack::type::MAP: {
+      auto m = nlohmann::json::object();
+      for (uint32_t i = 0; i < o.via.map.size; ++i) {
+        const auto& kv = o.via.map.ptr[i];
+        std::string key = kv.key.type == msgpack::type::STR ? std::string(kv.key.via.str.ptr, kv.key.via.str.size)
+                                                            : toJson(kv.key).dump();
+        m[key] = toJson(kv.val);
+      }
+      return m;
+    }
+    case msgpack::type::EXT: return nullptr;
+  }
+  return nullptr;
+}
+
+// Unpacks exactly one msgpack value; an error when the bytes are not that.
+Result<msgpack::object_handle> unpackOne(std::string_view bytes) {
+  try {
+    size_t off = 0;
+    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off);
+    if (off != bytes.size()) return Error{fmt::format("{} trailing bytes after the msgpack value", bytes.size() - off)};
+    return oh;
+  } catch (const std::exception& e) {
+    return Error{fmt::format("not msgpack ({})", e.what())};
+  }
+}
+
+std::string_view keyOf(const msgpack::object_kv& kv) {
+  if (kv.key.type != msgpack::type::STR) return {};
+  return {kv.key.via.str.ptr, kv.key.via.str.size};
+}
+
+bool asInt(const msgpack::object& o, int64_t& out) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER) return out = static_cast<int64_t>(o.via.u64), true;
+  if (o.type == msgpack::type::NEGATIVE_INTEGER) return out = o.via.i64, true;
+  if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32)
+    return out = static_cast<int64_t>(o.via.f64), true;
+  return false;
+}
+
+std::string asString(const msgpack::object& o) {
+  if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
+  if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
+  return {};
+}
+
+}  // namespace
+
+std::string payloadFromJson(const nlohmann::json& value) {
+  msgpack::sbuffer sb;
+  Packer pk(&sb);
+  packJson(pk, value);
+  return std::string(sb.data(), sb.size());
+}
+
+Result<nlohmann::json> payloadToJson(std::string_view bytes) {
+  if (bytes.empty()) return nlohmann::json(nullptr);
+  auto oh = unpackOne(bytes);
+  if (!oh) return oh.error();
+  return toJson(oh->get());
+}
+
+std::string encodeRecord(const Job& job) {
+  msgpack::sbuffer sb;
+  Packer pk(&sb);
+  pk.pack_map(job.unique_key.empty() ? 8 : 9);
+  pk.pack(std::string_view("name"));
+  pk.pack(job.name);
+  pk.pack(std::string_view("payload"));
+  if (job.payload.empty())
+    pk.pack_nil();
+  else
+    sb.write(job.payload.data(), job.payload.size());
+  pk.pack(std::string_view("attempts"));
+  pk.pack(job.attempts);
+  pk.pack(std::string_view("backoff"));
+  pk.pack(job.backoff_ms);
+  pk.pack(std::string_view("backoff_type"));
+  pk.pack(std::string_view(job.backoff_type == BackoffType::kFixed ? "fixed" : "exponential"));
+  pk.pack(std::string_view("timeout"));
+  pk.pack(job.timeout_ms);
+  pk.pack(std::string_view("priority"));
+  pk.pack(job.priority);
+  pk.pack(std::string_view("created"));
+  pk.pack(job.created_ms);
+  if (!job.unique_key.empty()) {
+    pk.pack(std::string_view("unique"));
+    pk.pack(job.unique_key);
+  }
+  return std::string(sb.data(), sb.size());
+}
+
+Result<void> decodeRecord(std::string_view bytes, Job& job) {
+  auto oh = unpackOne(bytes);
+  if (!oh) return Error{"job record is " + oh.error().message};
+  const msgpack::object& o = oh->get();
+  if (o.type != msgpack::type::MAP) return Error{"job record is not a msgpack map"};
+  bool has_name = false;
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const auto& kv = o.via.map.ptr[i];
+    std::string_view k = keyOf(kv);
+    int64_t n = 0;
+    if (k == "name") {
+      if (kv.val.type != msgpack::type::STR) return Error{"job record field 'name' is not a string"};
+      job.name = asString(kv.val);
+      has_name = !job.name.empty();
+    } else if (k == "payload") {
+      if (kv.val.type == msgpack::type::NIL) {
+        job.payload.clear();
+      } else {
+        msgpack::sbuffer sb;
+        msgpack::pack(sb, kv.val);
+        job.payload.assign(sb.data(), sb.size());
+      }
+    } else if (k == "attempts" && asInt(kv.val, n)) {
+      job.attempts = static_cast<int>(n);
+    } else if (k == "backoff" && asInt(kv.val, n)) {
+      job.backoff_ms = n;
+    } else if (k == "backoff_type") {
+      job.backoff_type = asString(kv.val) == "fixed" ? BackoffType::kFixed : BackoffType::kExponential;
+    } else if (k == "timeout" && asInt(kv.val, n)) {
+      job.timeout_ms = n;
+    } else if (k == "priority" && asInt(kv.val, n)) {
+      job.priority = static_cast<int>(n);
+    } else if (k == "created" && asInt(kv.val, n)) {
+      job.created_ms = n;
+    } else if (k == "unique") {
+      job.unique_key = asString(kv.val);
+    }
+  }
+  if (!has_name) return Error{"job record has no 'name'"};
+  return success();
+}
+
+Result<void> decodeMeta(std::string_view bytes, Job& job) {
+  if (bytes.empty()) return success();
+  auto oh = unpackOne(bytes);
+  if (!oh) return Error{"job meta is " + oh.error().message};
+  const msgpack::object& o = oh->get();
+  if (o.type != msgpack::type::MAP) return Error{"job meta is not a msgpack map"};
+  for (uint32_t i = 0; i < o.via.map.size; ++i) {
+    const auto& kv = o.via.map.ptr[i];
+    std::string_view k = keyOf(kv);
+    int64_t n = 0;
+    if (k == "attempt" && asInt(kv.val, n)) {
+      job.attempt = static_cast<int>(n);
+    } else if (k == "stalls" && asInt(kv.val, n)) {
+      job.stalls = static_cast<int>(n);
+    } else if (k == "reason") {
+      job.reason = asString(kv.val);
+    } else if (k == "errors" && kv.val.type == msgpack::type::ARRAY) {
+      for (uint32_t j = 0; j < kv.val.via.array.size; ++j) {
+        const auto& e = kv.val.via.array.ptr[j];
+        if (e.type != msgpack::type::MAP) continue;
+        AttemptError ae;
+        for (uint32_t m = 0; m < e.via.map.size; ++m) {
+          std::string_view ek = keyOf(e.via.map.ptr[m]);
+          const auto& ev = e.via.map.ptr[m].val;
+          int64_t x = 0;
+          if (ek == "at" && asInt(ev, x)) ae.at_ms = x;
+          else if (ek == "attempt" && asInt(ev, x)) ae.attempt = static_cast<int>(x);
+          else if (ek == "error") ae.error = asString(ev);
+        }
+        job.errors.push_back(std::move(ae));
+      }
+    }
+  }
+  return success();
+}
+
+// ---- Job (declared in queue/job.h) ----
+
+const char* jobStateName(JobState s) {
+  switch (s) {
+    case JobState::kWaiting: return "waiting";
+    case JobState::kActive: return "active";
+    case JobState::kDelayed: return "delayed";
+    case JobState::kCompleted: return "completed";
+    case JobState::kDead: return "dead";
+  }
+  return "?";
+}
+
+bool parseJobState(std::string_view text, JobState& out) {
+  for (JobState s : {JobState::kWaiting, JobState::kActive, JobState::kDelayed, JobState::kCompleted,
+                     JobState::kDead}) {
+    if (text == jobStateName(s)) return out = s, true;
+  }
+  return false;
+}
+
+nlohmann::json Job::payloadJson() const {
+  auto j = payloadToJson(payload);
+  return j ? *j : nlohmann::json(nullptr);
+}
+
+nlohmann::json Job::toJson() const {
+  nlohmann::json errs = nlohmann::json::array();
+  for (const auto& e : errors) errs.push_back({{"at_ms", e.at_ms}, {"attempt", e.attempt}, {"error", e.error}});
+  nlohmann::json j = {{"queue", queue},
+                      {"id", id},
+                      {"name", name},
+                      {"state", jobStateName(state)},
+                      {"payload", payloadJson()},
+                      {"attempts", attempts},
+                      {"attempts_made", attempt},
+                      {"stalls", stalls},
+                      {"priority", priority},
+                      {"backoff_ms", backoff_ms},
+                      {"backoff_type", backoff_type == BackoffType::kFixed ? "fixed" : "exponential"},
+                      {"timeout_ms", timeout_ms},
+                      {"created_ms", created_ms},
+                      {"when_ms", when_ms},
+                      {"errors", errs}};
+  if (!unique_key.empty()) j["unique"] = unique_key;
+  if (!reason.empty()) j["reason"] = reason;
+  return j;
+}
+
+}  // namespace clusterd::queue

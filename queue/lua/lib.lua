@@ -1,0 +1,256 @@
+-- Shared prologue of every queue script (prepended at build time).
+-- KEYS are the queue's keys in the fixed order documented in docs/QUEUE.md;
+-- all share the {queue} hash tag, so a queue lives in one Redis Cluster slot.
+local K_WAIT, K_PRIO, K_DELAYED, K_JOBS, K_META = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_ACTIVE, K_LEASES, K_LEASE_JOBS, K_CONFIG = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local K_STATS, K_TPUT, K_COMPLETED, K_DEAD, K_WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
+local K_SEQ, K_RATE, K_UNIQUE, K_UNIQUE_OF, K_UNIQUE_EXP = KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]
+
+local PRIO_SHIFT = 1099511627776 -- 2^40: priority above, enqueue order below
+local TPUT_BUCKET = 10000        -- throughput buckets of 10 s; six make a minute
+
+local function cfgNumber(field, default)
+  local v = redis.call('HGET', K_CONFIG, field)
+  if v then return tonumber(v) or default end
+  return default
+end
+
+local function prioScore(prio, id)
+  return (1000 - prio) * PRIO_SHIFT + (tonumber(id) or 0) % PRIO_SHIFT
+end
+
+-- Makes a job reservable: priority jobs in the priority set, others at the
+-- tail of the wait list (or its head for jobs that go back to work).
+local function pushReady(id, prio, front)
+  if prio and prio ~= 0 then
+    redis.call('ZADD', K_PRIO, prioScore(prio, id), id)
+  elseif front then
+    redis.call('LPUSH', K_WAIT, id)
+  else
+    redis.call('RPUSH', K_WAIT, id)
+  end
+end
+
+local function recordPriority(id)
+  local rec = redis.call('HGET', K_JOBS, id)
+  if not rec then return 0 end
+  local ok, t = pcall(cmsgpack.unpack, rec)
+  if ok and type(t) == 'table' and tonumber(t.priority) then return tonumber(t.priority) end
+  return 0
+end
+
+local function loadMeta(id)
+  local m = redis.call('HGET', K_META, id)
+  if m then
+    local ok, t = pcall(cmsgpack.unpack, m)
+    if ok and type(t) == 'table' then
+      t.errors = t.errors or {}
+      return t
+    end
+  end
+  return {attempt = 0, stalls = 0, errors = {}}
+end
+
+local function addError(meta, now, text)
+  local errs = meta.errors
+  errs[#errs + 1] = {at = now, attempt = (meta.attempt or 0), error = string.sub(text, 1, 2000)}
+  while #errs > 10 do table.remove(errs, 1) end
+end
+
+local function deleteJobs(ids)
+  for i = 1, #ids, 500 do
+    local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
+    redis.call('HDEL', K_JOBS, unpack(chunk))
+    redis.call('HDEL', K_META, unpack(chunk))
+  end
+end
+
+-- Frees the unique keys of finished jobs: each stays taken for its TTL after
+-- the job finished (0 = free at once).
+local function releaseUnique(ids, now)
+  if redis.call('HLEN', K_UNIQUE_OF) == 0 then return end
+  local owned = redis.call('HMGET', K_UNIQUE_OF, unpack(ids))
+  for i, v in ipairs(owned) do
+    if v then
+      local sep = string.find(v, ':', 1, true)
+      local ttl, key = tonumber(string.sub(v, 1, sep - 1)), string.sub(v, sep + 1)
+      if ttl > 0 then
+        redis.call('ZADD', K_UNIQUE_EXP, now + ttl, key)
+      elseif redis.call('HGET', K_UNIQUE, key) == ids[i] then
+        redis.call('HDEL', K_UNIQUE, key)
+      end
+      redis.call('HDEL', K_UNIQUE_OF, ids[i])
+    end
+  end
+end
+
+-- Records finished jobs in a retention set (completed or dead) and trims it
+-- by count and age, deleting the trimmed jobs' records.
+local function retain(zkey, ids, now, keep, age)
+  releaseUnique(ids, now)
+  if keep <= 0 then
+    deleteJobs(ids)
+    return
+  end
+  local args = {}
+  for i, id in ipairs(ids) do
+    args[#args + 1] = now
+    args[#args + 1] = id
+  end
+  for i = 1, #args, 1000 do
+    redis.call('ZADD', zkey, unpack(args, i, math.min(i + 999, #args)))
+  end
+  local n = redis.call('ZCARD', zkey)
+  if n > keep then
+    local old = redis.call('ZRANGE', zkey, 0, n - keep - 1)
+    deleteJobs(old)
+    redis.call('ZREMRANGEBYRANK', zkey, 0, n - keep - 1)
+  end
+  if age > 0 then
+    local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age, 'LIMIT', 0, 200)
+    if #old > 0 then
+      deleteJobs(old)
+      redis.call('ZREM', zkey, unpack(old))
+    end
+  end
+end
+
+local function toDead(id, meta, now, reason)
+  meta.reason = reason
+  meta.finished = now
+  redis.call('HSET', K_META, id, cmsgpack.pack(meta))
+  redis.call('HINCRBY', K_STATS, 'dead', 1)
+  retain(K_DEAD, {id}, now, cfgNumber('keep_dead', 10000), cfgNumber('keep_dead_age', 604800000))
+end
+
+local function wake()
+  redis.call('ZADD', K_WAKE, 0, '1')
+end
+
+-- Puts the jobs of expired leases back to work (or to dead past the stall
+-- cap). Any consumer runs this on every reservation, so no reaper is needed.
+local function recoverExpired(now)
+  local tokens = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, 20)
+  local recovered = 0
+  for _, token in ipairs(tokens) do
+    local list = redis.call('HGET', K_LEASE_JOBS, token)
+    if list then
+      for id in string.gmatch(list, '[^,]+') do
+        if redis.call('HGET', K_ACTIVE, id) == token then
+          redis.call('HDEL', K_ACTIVE, id)
+          local meta = loadMeta(id)
+          meta.stalls = (meta.stalls or 0) + 1
+          addError(meta, now, 'lease expired: the consumer stopped or lost Redis while running the job')
+          redis.call('HINCRBY', K_STATS, 'stalled', 1)
+          local cap = cfgNumber('max_stalls', 3)
+          if meta.stalls > cap then
+            toDead(id, meta, now, 'stalled ' .. meta.stalls .. ' times (max_stalls ' .. cap .. ')')
+          else
+            redis.call('HSET', K_META, id, cmsgpack.pack(meta))
+            pushReady(id, recordPriority(id), true)
+            recovered = recovered + 1
+          end
+        end
+      end
+    end
+    redis.call('HDEL', K_LEASE_JOBS, token)
+    redis.call('ZREM', K_LEASES, token)
+  end
+  if recovered > 0 then wake() end
+end
+
+local function promoteDelayed(now)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now, 'LIMIT', 0, 500)
+  if #due == 0 then return end
+  redis.call('ZREM', K_DELAYED, unpack(due))
+  for _, id in ipairs(due) do pushReady(id, recordPriority(id), false) end
+end
+
+local function popReady(n)
+  local ids = {}
+  -- Positive priorities first, then the FIFO list, then negative priorities.
+  local hi = redis.call('ZRANGEBYSCORE', K_PRIO, '-inf', '(' .. (1000 * PRIO_SHIFT), 'LIMIT', 0, n)
+  for _, id in ipairs(hi) do ids[#ids + 1] = id end
+  if #hi > 0 then redis.call('ZREM', K_PRIO, unpack(hi)) end
+  if #ids < n then
+    local got = redis.call('LPOP', K_WAIT, n - #ids)
+    if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+  end
+  if #ids < n then
+    local lo = redis.call('ZRANGE', K_PRIO, 0, n - #ids - 1)
+    for _, id in ipairs(lo) do ids[#ids + 1] = id end
+    if #lo > 0 then redis.call('ZREM', K_PRIO, unpack(lo)) end
+  end
+  return ids
+end
+
+-- The earliest time something may become reservable without an enqueue
+-- (a delayed job, an expiring lease, a rate window); -1 when none.
+local function nextDue(extra)
+  local due = extra or -1
+  local d = redis.call('ZRANGE', K_DELAYED, 0, 0, 'WITHSCORES')
+  if d[2] then
+    local t = tonumber(d[2])
+    if due < 0 or t < due then due = t end
+  end
+  local l = redis.call('ZRANGE', K_LEASES, 0, 0, 'WITHSCORES')
+  if l[2] then
+    local t = tonumber(l[2])
+    if due < 0 or t < due then due = t end
+  end
+  return due
+end
+
+-- Reserves up to n jobs under one lease (one fencing token for the batch).
+-- Returns {token, next_due, paused, {id, record, meta, ...}}.
+local function reserve(now, n, lease_ms)
+  recoverExpired(now)
+  promoteDelayed(now)
+  if redis.call('HGET', K_CONFIG, 'paused') == '1' then
+    return {'', nextDue(), 1, {}}
+  end
+  local rate_due = nil
+  local limit = cfgNumber('rate_limit', 0)
+  if limit > 0 and n > 0 then
+    local window = cfgNumber('rate_window', 1000)
+    redis.call('SET', K_RATE, 0, 'PX', window, 'NX')
+    local used = tonumber(redis.call('GET', K_RATE))
+    if used >= limit then
+      n = 0
+      rate_due = now + math.max(redis.call('PTTL', K_RATE), 1)
+    elseif n > limit - used then
+      n = limit - used
+    end
+  end
+  if n <= 0 then return {'', nextDue(rate_due), 0, {}} end
+  local ids = popReady(n)
+  if #ids == 0 then return {'', nextDue(), 0, {}} end
+  if limit > 0 then redis.call('INCRBY', K_RATE, #ids) end
+  local token = tostring(redis.call('HINCRBY', K_SEQ, 'lease', 1))
+  local recs = redis.call('HMGET', K_JOBS, unpack(ids))
+  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local out, held, active = {}, {}, {}
+  for i, id in ipairs(ids) do
+    if recs[i] then
+      held[#held + 1] = id
+      active[#active + 1] = id
+      active[#active + 1] = token
+      out[#out + 1] = id
+      out[#out + 1] = recs[i]
+      out[#out + 1] = metas[i] or ''
+    else
+      local meta = loadMeta(id)
+      toDead(id, meta, now, 'malformed job: no record for id ' .. id)
+    end
+  end
+  if #held > 0 then
+    redis.call('HSET', K_ACTIVE, unpack(active))
+    redis.call('HSET', K_LEASE_JOBS, token, table.concat(held, ','))
+    redis.call('ZADD', K_LEASES, now + lease_ms, token)
+  else
+    token = ''
+  end
+  -- Work left: pass the wake-up on to another blocked consumer.
+  if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 then wake() end
+  return {token, nextDue(), 0, out}
+end
