@@ -64,8 +64,8 @@ void Connection::close() {
   conn_.reset();
   state_ = State::kDisconnected;
   on_connected_ = nullptr;
-  on_reply_ = nullptr;
-  batch_.clear();
+  works_.clear();
+  current_ = 0;
 }
 
 void Connection::connect(ConnectCallback done) {
@@ -179,14 +179,20 @@ void Connection::onPoll(int status, int events) {
 }
 
 void Connection::execute(std::vector<Statement> batch, ReplyCallback done) {
+  std::vector<Work> works;
+  works.push_back(Work{std::move(batch), std::move(done)});
+  executeMany(std::move(works));
+}
+
+void Connection::executeMany(std::vector<Work> works) {
   assert(state_ == State::kIdle);
-  assert(!batch.empty());
+  assert(!works.empty());
   state_ = State::kBusy;
-  batch_ = std::move(batch);
-  on_reply_ = std::move(done);
+  works_ = std::move(works);
+  current_ = 0;
   reply_ = Reply{};
   started_ns_ = uv_hrtime();
-  pipeline_ = batch_.size() > 1;
+  pipeline_ = works_.size() > 1 || works_[0].batch.size() > 1;
   if (!sendBatch()) {
     breakConnection(connectionError(describe() + ": " + PQerrorMessage(conn_.get())));
     return;
@@ -197,19 +203,22 @@ void Connection::execute(std::vector<Statement> batch, ReplyCallback done) {
 bool Connection::sendBatch() {
   PGconn* c = conn_.get();
   if (pipeline_ && PQenterPipelineMode(c) != 1) return false;
-  for (const Statement& s : batch_) {
-    if (!pipeline_ && s.params.empty()) {
-      if (PQsendQuery(c, s.sql.c_str()) != 1) return false;
-      continue;
+  for (const Work& w : works_) {
+    assert(!w.batch.empty());
+    for (const Statement& s : w.batch) {
+      if (!pipeline_ && s.params.empty()) {
+        if (PQsendQuery(c, s.sql.c_str()) != 1) return false;
+        continue;
+      }
+      std::vector<const char*> values;
+      values.reserve(s.params.size());
+      for (const auto& p : s.params) values.push_back(p ? p->c_str() : nullptr);
+      if (PQsendQueryParams(c, s.sql.c_str(), static_cast<int>(values.size()), nullptr,
+                            values.data(), nullptr, nullptr, 0) != 1)
+        return false;
     }
-    std::vector<const char*> values;
-    values.reserve(s.params.size());
-    for (const auto& p : s.params) values.push_back(p ? p->c_str() : nullptr);
-    if (PQsendQueryParams(c, s.sql.c_str(), static_cast<int>(values.size()), nullptr,
-                          values.data(), nullptr, nullptr, 0) != 1)
-      return false;
+    if (pipeline_ && PQpipelineSync(c) != 1) return false;
   }
-  if (pipeline_ && PQpipelineSync(c) != 1) return false;
   return true;
 }
 
@@ -230,7 +239,7 @@ void Connection::readResults() {
     PGresult* r = PQgetResult(c);
     if (!r) {
       if (!pipeline_) {
-        finishBatch();
+        finishWork();
         return;
       }
       // Between two statements of a pipeline; twice in a row means the
@@ -242,9 +251,9 @@ void Connection::readResults() {
     switch (PQresultStatus(r)) {
       case PGRES_PIPELINE_SYNC:
         PQclear(r);
-        PQexitPipelineMode(c);
-        finishBatch();
-        return;
+        if (current_ + 1 == works_.size()) PQexitPipelineMode(c);
+        finishWork();
+        break;
       case PGRES_FATAL_ERROR:
         if (!reply_.error) reply_.error = errorFromResult(r);
         PQclear(r);
@@ -261,27 +270,36 @@ void Connection::readResults() {
   }
 }
 
-void Connection::finishBatch() {
+void Connection::finishWork() {
   double ms = static_cast<double>(uv_hrtime() - started_ns_) / 1e6;
   if (reply_.error) reply_.results.clear();
-  state_ = State::kIdle;
-  if (on_timing_) on_timing_(batch_, ms);
-  batch_.clear();
-  auto cb = std::exchange(on_reply_, nullptr);
+  bool last = current_ + 1 == works_.size();
+  Work& w = works_[current_];
+  if (on_timing_) on_timing_(w.batch, ms);
+  ReplyCallback cb = std::move(w.done);
   Reply reply = std::exchange(reply_, Reply{});
+  if (last) {
+    state_ = State::kIdle;
+    works_.clear();
+    current_ = 0;
+  } else {
+    ++current_;
+  }
   if (cb) cb(std::move(reply));
 }
 
 void Connection::breakConnection(const DbError& error) {
   bool was_busy = state_ == State::kBusy;
-  auto cb = std::exchange(on_reply_, nullptr);
+  std::vector<Work> works = std::exchange(works_, {});
+  size_t first = current_;
+  current_ = 0;
   stopWatching();
   conn_.reset();
   state_ = State::kDisconnected;
-  batch_.clear();
   reply_ = Reply{};
   if (was_busy) {
-    if (cb) cb(Reply{{}, error});
+    for (size_t i = first; i < works.size(); ++i)
+      if (works[i].done) works[i].done(Reply{{}, error});
   } else if (on_broken_) {
     on_broken_(error);
   }

@@ -47,9 +47,19 @@ class Connection {
   // Starts connecting; `done` gets nullopt once the connection is ready.
   // Requires kDisconnected.
   void connect(ConnectCallback done);
+  // One batch and its callback.
+  struct Work {
+    std::vector<Statement> batch;
+    ReplyCallback done;
+  };
   // Runs a batch; requires kIdle. The callback runs once, after the state is
   // back to kIdle (or kDisconnected when the connection broke).
   void execute(std::vector<Statement> batch, ReplyCallback done);
+  // Runs several independent batches in one pipeline, each ended by its own
+  // Sync (so each is its own implicit transaction and an error in one does
+  // not touch the others); callbacks run in order as each batch completes,
+  // the last one after the state is back to kIdle.
+  void executeMany(std::vector<Work> works);
   // Drops the connection; a pending callback is destroyed without running.
   void close();
 
@@ -73,7 +83,7 @@ class Connection {
   bool sendBatch();
   void flush();
   void readResults();
-  void finishBatch();
+  void finishWork();
   void breakConnection(const DbError& error);
 
   uv_loop_t* loop_;
@@ -90,9 +100,9 @@ class Connection {
   BrokenCallback on_broken_;
   TimingCallback on_timing_;
 
-  // The batch in flight.
-  std::vector<Statement> batch_;
-  ReplyCallback on_reply_;
+  // The batches in flight, and the one whose results are being read.
+  std::vector<Work> works_;
+  size_t current_ = 0;
   Reply reply_;
   bool pipeline_ = false;
   uint64_t started_ns_ = 0;

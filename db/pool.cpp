@@ -124,6 +124,10 @@ void Pool::serveWaiters() {
   for (auto& s : slots_) {
     if (waiters_.empty()) return;
     if (s->leased || s->conn->state() != Connection::State::kIdle) continue;
+    if (!waiters_.front().batch.empty()) {
+      runMerged(*s);
+      continue;
+    }
     Waiter w = std::move(waiters_.front());
     waiters_.pop_front();
     s->leased = true;
@@ -134,6 +138,27 @@ void Pool::serveWaiters() {
       if (s->conn->state() == Connection::State::kDisconnected && !uv_is_active(s->retry.handle()))
         connectSlot(*s);
   }
+}
+
+void Pool::runMerged(Slot& slot) {
+  std::vector<Connection::Work> works;
+  while (!waiters_.empty() && !waiters_.front().batch.empty() && works.size() < kMaxMerged) {
+    Waiter w = std::move(waiters_.front());
+    waiters_.pop_front();
+    works.push_back(Connection::Work{std::move(w.batch), std::move(w.done)});
+  }
+  if (works.size() > 1) stats_.merged += works.size();
+  slot.leased = true;
+  Connection* conn = slot.conn.get();
+  for (size_t i = 0; i < works.size(); ++i) {
+    bool last = i + 1 == works.size();
+    works[i].done = [this, conn, last, done = std::move(works[i].done)](Reply r) {
+      noteReply(conn, r);
+      if (last) release(conn);
+      done(std::move(r));
+    };
+  }
+  conn->executeMany(std::move(works));
 }
 
 void Pool::armWaiterTimer() {
@@ -164,8 +189,12 @@ void Pool::expireWaiters() {
   for (Waiter& w : expired) {
     ++stats_.acquire_timeouts;
     std::string why = last_error_.empty() ? "all connections busy" : last_error_;
-    w.grant(nullptr, DbError{ErrorKind::kTransient, "08006",
-                             "no PostgreSQL connection became available in time: " + why});
+    DbError e{ErrorKind::kTransient, "08006",
+              "no PostgreSQL connection became available in time: " + why};
+    if (!w.batch.empty())
+      w.done(Reply{{}, std::move(e)});
+    else
+      w.grant(nullptr, std::move(e));
   }
 }
 
@@ -212,15 +241,24 @@ void Pool::query(Statement s, ReplyCallback done) {
 }
 
 void Pool::pipeline(std::vector<Statement> batch, ReplyCallback done) {
-  acquire(options_.acquire_timeout,
-          [this, batch = std::move(batch), done = std::move(done)](
-              Connection* c, std::optional<DbError> err) mutable {
-            if (err) {
-              done(Reply{{}, std::move(err)});
-              return;
-            }
-            execute(c, std::move(batch), std::move(done));
-          });
+  assert(!batch.empty());
+  bool mergeable = batch.size() > 1 || !batch[0].params.empty();
+  if (!mergeable) {
+    acquire(options_.acquire_timeout,
+            [this, batch = std::move(batch), done = std::move(done)](
+                Connection* c, std::optional<DbError> err) mutable {
+              if (err) return done(Reply{{}, std::move(err)});
+              execute(c, std::move(batch), std::move(done));
+            });
+    return;
+  }
+  Waiter w;
+  w.deadline_ms = nowMs(loop_) + static_cast<uint64_t>(options_.acquire_timeout.count());
+  w.batch = std::move(batch);
+  w.done = std::move(done);
+  waiters_.push_back(std::move(w));
+  serveWaiters();
+  armWaiterTimer();
 }
 
 void Pool::transaction(TransactionCallback done) {

@@ -51,6 +51,7 @@ struct PoolStats {
   uint64_t slow_queries = 0;    // batches slower than slow_query
   uint64_t reconnects = 0;      // connections reopened after a failure
   uint64_t acquire_timeouts = 0;
+  uint64_t merged = 0;          // batches that shared a pipeline with others
   int connections = 0;          // open now
   int busy = 0;                 // leased now
   size_t waiting = 0;           // requests queued for a connection
@@ -98,6 +99,12 @@ class Pool {
   void query(Statement s, ReplyCallback done);
   // Several statements in one pipeline on one connection (one round trip).
   // Without an explicit BEGIN they run as one implicit transaction.
+  //
+  // When every connection is busy, queued batches are sent together in one
+  // pipeline on the next free connection, each ended by its own Sync: one
+  // round trip for many independent requests, and an error in one leaves
+  // the others alone. A parameterless single statement runs alone (it may
+  // be a multi-command script).
   void pipeline(std::vector<Statement> batch, ReplyCallback done);
   // Leases a connection for a transaction; BEGIN is sent with the first run().
   void transaction(TransactionCallback done);
@@ -110,15 +117,21 @@ class Pool {
  private:
   friend class Transaction;
   struct Slot;
+  // A request waiting for a connection: either a lease (grant) or a batch
+  // that may share a pipeline with the batches queued behind it.
   struct Waiter {
     std::function<void(Connection*, std::optional<DbError>)> grant;
-    uint64_t deadline_ms;
+    uint64_t deadline_ms = 0;
+    std::vector<Statement> batch;  // non-empty: a mergeable batch
+    ReplyCallback done;
   };
+  static constexpr size_t kMaxMerged = 64;
 
   void acquire(std::chrono::milliseconds timeout,
                std::function<void(Connection*, std::optional<DbError>)> grant);
   void release(Connection* conn);
   void execute(Connection* conn, std::vector<Statement> batch, ReplyCallback done);
+  void runMerged(Slot& slot);
   void connectSlot(Slot& slot);
   void scheduleReconnect(Slot& slot, const DbError& why);
   void serveWaiters();

@@ -220,3 +220,24 @@ TEST_CASE("a simple-protocol script runs several commands in one statement", "[d
   REQUIRE(r.ok());
   CHECK(pg.scalar("SELECT x FROM a") == "7");
 }
+
+TEST_CASE("queued requests share one pipeline and an error in one leaves the others alone",
+          "[db][postgres]") {
+  PostgresServer pg;
+  pg.query("CREATE TABLE t (x int PRIMARY KEY)");
+  TestLoop loop;
+  Pool pool(loop.get(), optionsFor(pg, 1));
+  int ok = 0, failed = 0;
+  for (int i = 0; i < 20; ++i) {
+    // Row 5 is inserted twice: the second insert fails alone.
+    int v = i == 10 ? 5 : i;
+    pool.pipeline({stmt("INSERT INTO t VALUES ($1)", v), stmt("SELECT $1::int", v)},
+                  [&](Reply r) { r.ok() ? ++ok : ++failed; });
+  }
+  REQUIRE(loop.runUntil([&] { return ok + failed == 20; }));
+  CHECK(ok == 19);
+  CHECK(failed == 1);
+  CHECK(pool.stats().merged > 1);
+  CHECK(pg.scalar("SELECT count(*) FROM t") == "19");
+  CHECK(runQuery(loop, pool, stmt("SELECT $1::int", 1)).ok());
+}
