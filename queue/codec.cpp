@@ -75,7 +75,8 @@ Result<msgpack::object_handle> unpackOne(std::string_view bytes) {
   try {
     size_t off = 0;
     msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off);
-    if (off != bytes.size()) return Error{fmt::format("{} trailing bytes after the msgpack value", bytes.size() - off)};
+    if (off != bytes.size())
+      return Error{fmt::format("not msgpack ({} bytes left over after the first value)", bytes.size() - off)};
     return oh;
   } catch (const std::exception& e) {
     return Error{fmt::format("not msgpack ({})", e.what())};

@@ -1,0 +1,100 @@
+// queue::Consumer: runs the jobs of one or more queues with registered
+// handlers, on a libuv loop owned by the caller (e.g. `clusterd worker`).
+//
+// Promises: at-least-once delivery. Jobs are reserved in batches under a
+// lease that is extended while they run; completions are acknowledged in
+// batches, and an acknowledgement also reserves the next batch in the same
+// round trip. An idle consumer blocks on the queue's wake-up key (no
+// polling). A failed attempt is retried with backoff until the job's attempts
+// are used up, then the job is dead with its error history. A malformed job
+// (not msgpack, no name, no handler for its name) goes to dead with the
+// reason; it never stops the consumer. When Redis goes away the consumer
+// keeps retrying and resumes by itself; jobs whose lease expired meanwhile
+// are run again by whichever consumer reserves next.
+//
+//   auto c = queue::Consumer::create(loop, {.redis_url = url, .queues = {{"orders", 50}}}).value();
+//   c->handle("order.process", [](const queue::Job& job, queue::Done done) { ...; done(success()); });
+//   c->start([](Result<void> r) { ... });
+//   ... on SIGTERM: c->drain(kill_timeout, [] { uv_stop(loop); });
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "config/spec.h"
+#include "queue/job.h"
+
+namespace clusterd::queue {
+
+// Completes one job: success() or an Error whose message is kept as the
+// attempt's error. Call it exactly once, on the loop thread.
+using Done = std::function<void(Result<void>)>;
+// Runs on the loop thread; must not block it.
+using AsyncHandler = std::function<void(const Job&, Done)>;
+// Runs on the libuv thread pool (may block); its result completes the job.
+using SyncHandler = std::function<Result<void>(const Job&)>;
+
+struct ConsumerQueue {
+  std::string name;
+  int concurrency = 10;  // jobs of this queue run at once
+};
+
+struct ConsumerOptions {
+  std::string redis_url = "redis://127.0.0.1:6379";
+  std::vector<ConsumerQueue> queues;
+  int batch = 64;                      // most jobs per reservation
+  Millis lease{10'000};                // a dead consumer's jobs run again after this
+  int max_stalls = 3;                  // leases a job may lose before it is dead
+  bool strict = false;                 // refuse to start on a Redis that may lose jobs
+  std::map<std::string, config::QueueDefaults> defaults;  // written to Redis at start
+  std::string client_name = "clusterd-consumer";
+};
+
+// Counters since start, for /metrics and the worker's CLUSTERD_STATS line.
+struct ConsumerStats {
+  uint64_t completed = 0;  // acknowledged
+  uint64_t failed = 0;     // attempts that failed (retried or dead)
+  uint64_t dead = 0;       // jobs this consumer sent to dead (incl. malformed)
+  uint64_t stale = 0;      // completions refused: the lease had been lost
+  uint64_t reserved = 0;   // jobs reserved
+  int in_flight = 0;       // jobs running now
+  bool redis_ready = false;
+};
+
+class Consumer {
+ public:
+  static Result<std::unique_ptr<Consumer>> create(uv_loop_t* loop, ConsumerOptions options);
+  ~Consumer();
+
+  void handle(const std::string& job_name, AsyncHandler handler);
+  void handleSync(const std::string& job_name, SyncHandler handler);
+  bool hasHandler(const std::string& job_name) const;
+
+  // Checks Redis durability (warns, or fails under strict), writes the queue
+  // settings, then starts reserving. `cb` reports the start-up check.
+  void start(std::function<void(Result<void>)> cb);
+  // Stops reserving and waits for running jobs; after `timeout` the jobs
+  // still running are released back to their queue. `cb` runs when every
+  // job is acknowledged or released (or Redis could not be reached).
+  void drain(Millis timeout, std::function<void()> cb);
+
+  ConsumerStats stats() const;
+
+  class Impl;
+
+ private:
+  explicit Consumer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The retry delay after `attempt` failed attempts (1-based): fixed, or
+// base * 2^(attempt-1) with jitter (a random point in the upper half).
+int64_t backoffDelayMs(BackoffType type, int64_t base_ms, int attempt, uint32_t random);
+
+}  // namespace clusterd::queue

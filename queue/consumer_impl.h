@@ -1,0 +1,108 @@
+// The consumer's internals (queue/consumer.h), shared by consumer.cpp (the
+// reserve/acknowledge cycle) and consumer_run.cpp (running handlers).
+//
+// Design: per queue, at most one reservation is in flight at a time (a plain
+// reserve, or the fetch part of an acknowledgement), so a consumer never holds
+// more than its concurrency. Completions of one loop turn are acknowledged by
+// one script call, flushed from a zero timer. A lease (fencing token) covers
+// one reserved batch; the consumer counts the batch's jobs still running and
+// closes the lease with the acknowledgement of its last job, so lease
+// closing is always ordered after every acknowledgement of that batch on the
+// one command connection. Idle queues block on their own connection
+// (BZPOPMIN on the wake-up key) with a timeout no later than the next due
+// delayed job or lease deadline, capped at 5 s.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/uv_handle.h"
+#include "queue/client.h"
+#include "queue/consumer.h"
+#include "queue/redis.h"
+#include "queue/scripts.h"
+
+namespace clusterd::queue {
+
+struct QueueState;
+
+struct Running : std::enable_shared_from_this<Running> {
+  Consumer::Impl* impl = nullptr;
+  QueueState* queue = nullptr;
+  uint64_t seq = 0;
+  Job job;
+  std::string token;
+  bool finished = false;
+  UvHandle<uv_timer_t> timeout;
+};
+
+struct QueueState {
+  ConsumerQueue spec;
+  std::vector<std::string> keys;
+  std::unique_ptr<RedisConnection> block;  // BZPOPMIN only
+  int in_flight = 0;
+  bool fetching = false;   // a reservation is in flight
+  bool blocking = false;   // BZPOPMIN is in flight
+  std::map<std::string, int> tokens;  // lease token -> jobs of it still running
+  std::vector<std::pair<std::string, std::string>> acks;  // (id, token)
+  std::vector<std::string> done_tokens;
+  std::map<uint64_t, std::shared_ptr<Running>> running;
+  UvHandle<uv_timer_t> retry;  // after a Redis error
+  int retry_ms = 0;
+};
+
+class Consumer::Impl {
+ public:
+  Impl(uv_loop_t* loop, ConsumerOptions options, std::unique_ptr<Client> client,
+       std::unique_ptr<RedisConnection> conn);
+  ~Impl();
+
+  void start(std::function<void(Result<void>)> cb);
+  void drain(Millis timeout, std::function<void()> cb);
+
+  // consumer.cpp: the reserve/acknowledge cycle.
+  void pump(QueueState& q);
+  void reserve(QueueState& q, int n);
+  void onReserved(QueueState& q, const Reply& r);
+  void block(QueueState& q, int64_t next_due);
+  void scheduleFlush();
+  void flushAcks();
+  void flushQueue(QueueState& q);
+  void extendLeases();
+  void redisTrouble(QueueState& q, std::string_view what, std::string_view error);
+  void checkDrained();
+  int freeSlots(const QueueState& q) const { return q.spec.concurrency - q.in_flight; }
+
+  // consumer_run.cpp: running handlers and ending attempts.
+  void dispatch(QueueState& q, const std::string& token, Job job, std::string_view record, std::string_view meta);
+  void finish(QueueState& q, const std::shared_ptr<Running>& run, Result<void> result);
+  void sendFail(QueueState& q, const std::string& id, const std::string& token, const char* mode,
+                const std::string& error, int64_t run_at, int priority);
+  void releaseToken(QueueState& q, const std::string& token);
+  void releaseAll();
+
+  uv_loop_t* loop_;
+  ConsumerOptions options_;
+  std::unique_ptr<Client> client_;  // start-up checks and queue settings
+  std::unique_ptr<RedisConnection> conn_;
+  std::unique_ptr<ScriptRunner> scripts_;
+  std::vector<std::unique_ptr<QueueState>> queues_;
+  std::map<std::string, std::variant<AsyncHandler, SyncHandler>> handlers_;
+  UvHandle<uv_timer_t> flush_timer_;
+  UvHandle<uv_timer_t> extend_timer_;
+  UvHandle<uv_timer_t> drain_timer_;
+  bool started_ = false;
+  bool draining_ = false;
+  int outstanding_ = 0;  // acknowledgements and failures awaiting replies
+  std::function<void()> drained_cb_;
+  uint64_t next_seq_ = 0;
+  ConsumerStats stats_;
+  std::minstd_rand rng_{std::random_device{}()};
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace clusterd::queue

@@ -1,0 +1,169 @@
+// Running handlers for the consumer and ending attempts: success goes to the
+// acknowledgement buffer, failure to the fail script (retry with backoff,
+// dead after the last attempt), malformed jobs straight to dead.
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "queue/codec.h"
+#include "queue/consumer_impl.h"
+
+namespace clusterd::queue {
+namespace {
+
+// A sync handler's trip through the thread pool.
+struct Work {
+  uv_work_t req{};
+  SyncHandler handler;
+  Job job;
+  std::optional<Result<void>> result;
+  std::function<void(Result<void>)> done;
+};
+
+}  // namespace
+
+void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, std::string_view record,
+                              std::string_view meta) {
+  if (draining_) {
+    sendFail(q, job.id, token, "release", "", 0, 0);
+    return releaseToken(q, token);
+  }
+  auto rec = decodeRecord(record, job);
+  std::string reject;
+  if (!rec) {
+    reject = "malformed job: " + rec.error().message;
+  } else if (auto m = decodeMeta(meta, job); !m) {
+    reject = "malformed job: " + m.error().message;
+  } else if (!handlers_.count(job.name)) {
+    reject = fmt::format("unknown job name '{}': no handler for it in this worker", job.name);
+  }
+  if (!reject.empty()) {
+    log::warn("queue", "queue '{}' job {}: {}; moved to dead", q.spec.name, job.id, reject);
+    ++stats_.dead;
+    sendFail(q, job.id, token, "reject", reject, 0, 0);
+    return releaseToken(q, token);
+  }
+
+  auto run = std::make_shared<Running>();
+  run->seq = ++next_seq_;
+  run->job = std::move(job);
+  run->token = token;
+  ++q.in_flight;
+  q.running[run->seq] = run;
+
+  std::weak_ptr<bool> alive = alive_;
+  auto done = [this, alive, &q, run](Result<void> r) {
+    if (alive.expired()) return;
+    finish(q, run, std::move(r));
+  };
+  run->impl = this;
+  run->queue = &q;
+  if (run->job.timeout_ms > 0) {
+    uv_timer_init(loop_, run->timeout.get());
+    run->timeout->data = run.get();
+    uv_timer_start(
+        run->timeout.get(),
+        [](uv_timer_t* t) {
+          auto* r = static_cast<Running*>(t->data);
+          r->impl->finish(*r->queue, r->shared_from_this(),
+                          Error{fmt::format("timed out after {} ms", r->job.timeout_ms)});
+        },
+        static_cast<uint64_t>(run->job.timeout_ms), 0);
+  }
+
+  auto& h = handlers_.at(run->job.name);
+  if (auto* async = std::get_if<AsyncHandler>(&h)) {
+    (*async)(run->job, done);
+    return;
+  }
+  auto* w = new Work;
+  w->handler = std::get<SyncHandler>(h);
+  w->job = run->job;
+  w->done = done;
+  w->req.data = w;
+  uv_queue_work(
+      loop_, &w->req,
+      [](uv_work_t* req) {
+        auto* w = static_cast<Work*>(req->data);
+        w->result.emplace(w->handler(w->job));
+      },
+      [](uv_work_t* req, int status) {
+        std::unique_ptr<Work> w(static_cast<Work*>(req->data));
+        if (status != 0 || !w->result) return w->done(Error{"cancelled"});
+        w->done(std::move(*w->result));
+      });
+}
+
+void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, Result<void> result) {
+  if (run->finished) return;  // timed out or released already
+  run->finished = true;
+  run->timeout.reset();
+  --q.in_flight;
+  q.running.erase(run->seq);
+  const Job& job = run->job;
+  if (result) {
+    q.acks.emplace_back(job.id, run->token);
+    scheduleFlush();
+  } else {
+    ++stats_.failed;
+    int attempt = job.attempt + 1;
+    if (attempt >= job.attempts) {
+      ++stats_.dead;
+      sendFail(q, job.id, run->token, "dead", result.error().message, 0, job.priority);
+    } else {
+      int64_t delay = backoffDelayMs(job.backoff_type, job.backoff_ms, attempt, static_cast<uint32_t>(rng_()));
+      sendFail(q, job.id, run->token, "retry", result.error().message, nowMs() + delay, job.priority);
+    }
+  }
+  releaseToken(q, run->token);
+  if (draining_) return checkDrained();
+  pump(q);
+}
+
+void Consumer::Impl::sendFail(QueueState& q, const std::string& id, const std::string& token, const char* mode,
+                              const std::string& error, int64_t run_at, int priority) {
+  ++outstanding_;
+  std::string mode_text = mode;
+  scripts_->run(ScriptId::kFail, q.keys,
+                {std::to_string(nowMs()), id, token, mode, error, std::to_string(run_at), std::to_string(priority),
+                 "0"},
+                [this, &q, id, mode_text](const Reply& r) {
+                  --outstanding_;
+                  if (r.isError())
+                    log::warn("queue", "queue '{}' job {}: recording '{}' failed ({}); its lease will expire and "
+                                       "it will run again", q.spec.name, id, mode_text, r.error());
+                  else if (r.integer() == 0)
+                    ++stats_.stale;
+                  if (draining_) checkDrained();
+                });
+}
+
+// One job of the lease is over; the lease closes with the last one, in the
+// next acknowledgement call (ordered after this job's ack or fail).
+void Consumer::Impl::releaseToken(QueueState& q, const std::string& token) {
+  auto it = q.tokens.find(token);
+  if (it == q.tokens.end()) return;
+  if (--it->second > 0) return;
+  q.tokens.erase(it);
+  q.done_tokens.push_back(token);
+  scheduleFlush();
+}
+
+// The drain timeout passed: give every running job back to its queue.
+void Consumer::Impl::releaseAll() {
+  for (auto& q : queues_) {
+    auto running = q->running;
+    for (auto& [seq, run] : running) {
+      if (run->finished) continue;
+      run->finished = true;
+      run->timeout.reset();
+      --q->in_flight;
+      q->running.erase(seq);
+      log::warn("queue", "queue '{}' job {} still running at the end of the drain timeout; released",
+                q->spec.name, run->job.id);
+      sendFail(*q, run->job.id, run->token, "release", "", 0, run->job.priority);
+      releaseToken(*q, run->token);
+    }
+  }
+}
+
+}  // namespace clusterd::queue

@@ -1,0 +1,194 @@
+// Implementation of queue/handlers.h.
+//
+// Design: a command run owns its process, its stdin/stderr pipes and a
+// timeout timer in one heap object; it completes the job once the process
+// has exited and stderr hit EOF (whichever comes last), so the error text is
+// complete, then frees itself after every handle has closed.
+#include "queue/handlers.h"
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstring>
+
+#include "common/log.h"
+
+namespace clusterd::queue {
+namespace {
+
+constexpr size_t kMaxStderr = 2048;
+
+struct CommandRun {
+  uv_process_t proc{};
+  uv_pipe_t in{};
+  uv_pipe_t err{};
+  uv_timer_t timer{};
+  uv_write_t write_req{};
+  std::string input;
+  std::string stderr_text;
+  Done done;
+  int open_handles = 0;
+  bool exited = false, eof = false, timed_out = false, completed = false;
+  int64_t exit_status = 0;
+  int term_signal = 0;
+  int64_t timeout_ms = 0;
+
+  void closeOne(uv_handle_t* h) {
+    if (uv_is_closing(h)) return;
+    uv_close(h, [](uv_handle_t* h) {
+      auto* self = static_cast<CommandRun*>(h->data);
+      if (--self->open_handles == 0) delete self;
+    });
+  }
+  void maybeComplete() {
+    if (completed || !exited || !eof) return;
+    completed = true;
+    Result<void> r = success();
+    if (timed_out) {
+      r = Error{fmt::format("timed out after {} ms (killed)", timeout_ms)};
+    } else if (exit_status != 0 || term_signal != 0) {
+      std::string tail = stderr_text;
+      while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+      std::string how = term_signal ? fmt::format("killed by signal {}", term_signal)
+                                    : fmt::format("exited with status {}", exit_status);
+      r = Error{tail.empty() ? how : fmt::format("{}: {}", how, tail)};
+    }
+    auto d = std::move(done);
+    closeOne(reinterpret_cast<uv_handle_t*>(&timer));
+    closeOne(reinterpret_cast<uv_handle_t*>(&proc));
+    closeOne(reinterpret_cast<uv_handle_t*>(&err));
+    closeOne(reinterpret_cast<uv_handle_t*>(&in));
+    d(std::move(r));
+  }
+};
+
+}  // namespace
+
+void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job, Done done) {
+  if (spec.command.empty()) return done(Error{fmt::format("handler '{}' has an empty command", spec.job_name)});
+  auto* run = new CommandRun;
+  run->done = std::move(done);
+  run->input = job.payloadJson().dump() + "\n";
+  run->timeout_ms = spec.timeout.count();
+  for (auto* h : {reinterpret_cast<uv_handle_t*>(&run->in), reinterpret_cast<uv_handle_t*>(&run->err)}) h->data = run;
+  uv_pipe_init(loop, &run->in, 0);
+  uv_pipe_init(loop, &run->err, 0);
+  uv_timer_init(loop, &run->timer);
+  run->in.data = run->err.data = run->timer.data = run->proc.data = run;
+  run->open_handles = 3;  // in, err, timer; proc once spawned
+
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
+  env_store.push_back("CLUSTERD_QUEUE=" + job.queue);
+  env_store.push_back("CLUSTERD_JOB_ID=" + job.id);
+  env_store.push_back("CLUSTERD_JOB_NAME=" + job.name);
+  env_store.push_back(fmt::format("CLUSTERD_JOB_ATTEMPT={}", job.attempt + 1));
+  std::vector<char*> envp;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_store = spec.command;
+  std::vector<char*> argv;
+  for (auto& a : argv_store) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  uv_stdio_container_t stdio[3];
+  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
+  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&run->in);
+  stdio[1].flags = UV_INHERIT_FD;
+  stdio[1].data.fd = 2;  // the job's stdout goes to the worker's log
+  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&run->err);
+  uv_process_options_t opts{};
+  opts.file = argv[0];
+  opts.args = argv.data();
+  opts.env = envp.data();
+  opts.stdio = stdio;
+  opts.stdio_count = 3;
+  opts.exit_cb = [](uv_process_t* p, int64_t status, int sig) {
+    auto* run = static_cast<CommandRun*>(p->data);
+    run->exited = true;
+    run->exit_status = status;
+    run->term_signal = run->timed_out ? 0 : sig;
+    uv_timer_stop(&run->timer);
+    run->maybeComplete();
+  };
+  int rc = uv_spawn(loop, &run->proc, &opts);
+  if (rc != 0) {
+    auto d = std::move(run->done);
+    run->completed = true;
+    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->timer));
+    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->err));
+    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->in));
+    return d(Error{fmt::format("cannot run handler command '{}': {}", spec.command[0], uv_strerror(rc))});
+  }
+  ++run->open_handles;
+  uv_buf_t buf = uv_buf_init(run->input.data(), static_cast<unsigned>(run->input.size()));
+  run->write_req.data = run;
+  uv_write(&run->write_req, reinterpret_cast<uv_stream_t*>(&run->in), &buf, 1, [](uv_write_t* w, int) {
+    auto* run = static_cast<CommandRun*>(w->data);
+    // Closing stdin signals EOF to the command (a write error means it exited early).
+    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->in));
+  });
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&run->err),
+      [](uv_handle_t*, size_t, uv_buf_t* b) {
+        static thread_local char chunk[4096];
+        *b = uv_buf_init(chunk, sizeof chunk);
+      },
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+        auto* run = static_cast<CommandRun*>(s->data);
+        if (n > 0) {
+          run->stderr_text.append(b->base, static_cast<size_t>(n));
+          if (run->stderr_text.size() > kMaxStderr) run->stderr_text.erase(0, run->stderr_text.size() - kMaxStderr);
+          return;
+        }
+        if (n < 0) {
+          uv_read_stop(s);
+          run->eof = true;
+          run->maybeComplete();
+        }
+      });
+  if (run->timeout_ms > 0) {
+    uv_timer_start(
+        &run->timer,
+        [](uv_timer_t* t) {
+          auto* run = static_cast<CommandRun*>(t->data);
+          run->timed_out = true;
+          uv_process_kill(&run->proc, SIGKILL);
+        },
+        static_cast<uint64_t>(run->timeout_ms), 0);
+  }
+}
+
+void registerBuiltinHandlers(Consumer& consumer, uv_loop_t* loop) {
+  consumer.handle("noop", [](const Job&, Done done) { done(success()); });
+  consumer.handle("sleep", [loop](const Job& job, Done done) {
+    auto p = job.payloadJson();
+    int64_t ms = p.is_object() && p.contains("ms") && p["ms"].is_number() ? p["ms"].get<int64_t>() : 0;
+    if (ms <= 0) return done(success());
+    struct Sleep {
+      uv_timer_t timer{};
+      Done done;
+    };
+    auto* s = new Sleep{{}, std::move(done)};
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    uv_timer_start(
+        &s->timer,
+        [](uv_timer_t* t) {
+          auto* s = static_cast<Sleep*>(t->data);
+          auto d = std::move(s->done);
+          uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete static_cast<Sleep*>(h->data); });
+          d(success());
+        },
+        static_cast<uint64_t>(ms), 0);
+  });
+}
+
+void registerCommandHandlers(Consumer& consumer, uv_loop_t* loop, const std::vector<config::HandlerSpec>& specs) {
+  for (const auto& spec : specs) {
+    consumer.handle(spec.job_name, [loop, spec](const Job& job, Done done) { runCommand(loop, spec, job, std::move(done)); });
+  }
+}
+
+}  // namespace clusterd::queue
