@@ -1,17 +1,23 @@
 // Implementation of queue/handlers.h.
 //
-// Design: a command run owns its process, its stdin/stderr pipes and a
-// timeout timer in one heap object; it completes the job once the process
+// Design: the payload reaches stdin through a memfd written before the
+// spawn, not a pipe: a command that exits without reading its input would
+// otherwise raise SIGPIPE in the worker. A command run owns its process, its
+// stderr pipe and a timeout timer in one heap object; it completes the job once the process
 // has exited and stderr hit EOF (whichever comes last), so the error text is
 // complete, then frees itself after every handle has closed.
 #include "queue/handlers.h"
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstring>
 
 #include "common/log.h"
+#include "common/uv_handle.h"
 
 namespace clusterd::queue {
 namespace {
@@ -20,11 +26,8 @@ constexpr size_t kMaxStderr = 2048;
 
 struct CommandRun {
   uv_process_t proc{};
-  uv_pipe_t in{};
   uv_pipe_t err{};
   uv_timer_t timer{};
-  uv_write_t write_req{};
-  std::string input;
   std::string stderr_text;
   Done done;
   int open_handles = 0;
@@ -57,7 +60,6 @@ struct CommandRun {
     closeOne(reinterpret_cast<uv_handle_t*>(&timer));
     closeOne(reinterpret_cast<uv_handle_t*>(&proc));
     closeOne(reinterpret_cast<uv_handle_t*>(&err));
-    closeOne(reinterpret_cast<uv_handle_t*>(&in));
     d(std::move(r));
   }
 };
@@ -66,16 +68,18 @@ struct CommandRun {
 
 void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job, Done done) {
   if (spec.command.empty()) return done(Error{fmt::format("handler '{}' has an empty command", spec.job_name)});
+  std::string input = job.payloadJson().dump() + "\n";
+  UniqueFd in(memfd_create("clusterd-job-payload", MFD_CLOEXEC));
+  if (!in || ::write(in.get(), input.data(), input.size()) != static_cast<ssize_t>(input.size()) ||
+      ::lseek(in.get(), 0, SEEK_SET) != 0)
+    return done(Error{fmt::format("cannot pass the payload to '{}': {}", spec.command[0], std::strerror(errno))});
   auto* run = new CommandRun;
   run->done = std::move(done);
-  run->input = job.payloadJson().dump() + "\n";
   run->timeout_ms = spec.timeout.count();
-  for (auto* h : {reinterpret_cast<uv_handle_t*>(&run->in), reinterpret_cast<uv_handle_t*>(&run->err)}) h->data = run;
-  uv_pipe_init(loop, &run->in, 0);
   uv_pipe_init(loop, &run->err, 0);
   uv_timer_init(loop, &run->timer);
-  run->in.data = run->err.data = run->timer.data = run->proc.data = run;
-  run->open_handles = 3;  // in, err, timer; proc once spawned
+  run->err.data = run->timer.data = run->proc.data = run;
+  run->open_handles = 2;  // err, timer; proc once spawned
 
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
@@ -92,8 +96,8 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
   argv.push_back(nullptr);
 
   uv_stdio_container_t stdio[3];
-  stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
-  stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(&run->in);
+  stdio[0].flags = UV_INHERIT_FD;
+  stdio[0].data.fd = in.get();
   stdio[1].flags = UV_INHERIT_FD;
   stdio[1].data.fd = 2;  // the job's stdout goes to the worker's log
   stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
@@ -118,17 +122,9 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
     run->completed = true;
     run->closeOne(reinterpret_cast<uv_handle_t*>(&run->timer));
     run->closeOne(reinterpret_cast<uv_handle_t*>(&run->err));
-    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->in));
     return d(Error{fmt::format("cannot run handler command '{}': {}", spec.command[0], uv_strerror(rc))});
   }
   ++run->open_handles;
-  uv_buf_t buf = uv_buf_init(run->input.data(), static_cast<unsigned>(run->input.size()));
-  run->write_req.data = run;
-  uv_write(&run->write_req, reinterpret_cast<uv_stream_t*>(&run->in), &buf, 1, [](uv_write_t* w, int) {
-    auto* run = static_cast<CommandRun*>(w->data);
-    // Closing stdin signals EOF to the command (a write error means it exited early).
-    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->in));
-  });
   uv_read_start(
       reinterpret_cast<uv_stream_t*>(&run->err),
       [](uv_handle_t*, size_t, uv_buf_t* b) {
