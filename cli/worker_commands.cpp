@@ -1,6 +1,272 @@
-// Verbs of the worker module (placeholder until they land).
+// `clusterd worker`: runs the built-in worker (HTTP front, job API, queue
+// consumer) in this process, standalone from flags or as an ecosystem app
+// (`--ecosystem FILE --app NAME`, which is how the master launches it).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
 #include "cli/commands.h"
+#include "common/log.h"
+#include "config/load.h"
+#include "worker/worker.h"
 
 namespace clusterd::cli {
-void addWorkerCommands(CLI::App&, CliContext&) {}
+namespace {
+
+// Modules that extend the built-in worker install their routes (on
+// w.router()) and job handlers here, before the worker starts.
+void installWorkerExtensions(worker::Worker& w) { (void)w; }
+
+struct WorkerFlags {
+  std::string listen;
+  std::string queues;
+  int concurrency = 0;
+  std::string ecosystem;
+  std::string app;
+  std::string env;
+  std::string max_body;
+  std::string max_header;
+  std::string request_timeout;
+  std::string keepalive_timeout;
+  std::string kill_timeout;
+  int max_connections = 0;
+  bool access_log = false;
+  std::string auth_token_env;
+  std::vector<std::string> rate_limits;
+  std::string name;
+};
+
+bool parseMillis(const std::string& text, std::chrono::milliseconds& out) {
+  if (config::parseDuration(text, out)) return true;
+  // Accept the common forms even where the config parser is stricter.
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || v < 0) return false;
+  std::string unit(end);
+  double ms = unit.empty() || unit == "ms" ? v
+              : unit == "s"                ? v * 1000
+              : unit == "m"                ? v * 60'000
+              : unit == "h"                ? v * 3'600'000
+                                           : -1;
+  if (ms < 0) return false;
+  out = std::chrono::milliseconds(static_cast<int64_t>(ms));
+  return true;
+}
+
+bool parseBytes(const std::string& text, uint64_t& out) {
+  if (config::parseMemory(text, out)) return true;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (end == text.c_str()) return false;
+  std::string unit(end);
+  uint64_t mult = unit.empty() || unit == "B"   ? 1
+                  : unit == "K" || unit == "KB" ? 1024
+                  : unit == "M" || unit == "MB" ? 1024 * 1024
+                  : unit == "G" || unit == "GB" ? 1024ull * 1024 * 1024
+                                                : 0;
+  if (mult == 0) return false;
+  out = v * mult;
+  return true;
+}
+
+// "[METHOD ]PREFIX=LIMIT/WINDOW", e.g. "/v1/=600/1m" or "POST /v1/orders=50/5m".
+bool parseRateLimit(const std::string& text, config::RateLimitTier& tier) {
+  size_t eq = text.rfind('=');
+  if (eq == std::string::npos) return false;
+  std::string lhs = text.substr(0, eq), rhs = text.substr(eq + 1);
+  size_t sp = lhs.find(' ');
+  if (sp != std::string::npos) {
+    tier.method = lhs.substr(0, sp);
+    lhs = lhs.substr(sp + 1);
+  }
+  if (lhs.empty() || lhs[0] != '/') return false;
+  tier.path_prefix = lhs;
+  size_t slash = rhs.find('/');
+  if (slash == std::string::npos) return false;
+  char* end = nullptr;
+  tier.limit = std::strtoull(rhs.c_str(), &end, 10);
+  if (end != rhs.c_str() + slash || tier.limit == 0) return false;
+  if (!parseMillis(rhs.substr(slash + 1), tier.window) || tier.window.count() <= 0) return false;
+  tier.name = (tier.method.empty() ? "" : tier.method + ":") + tier.path_prefix;
+  return true;
+}
+
+// "q1,q2" or "q1:10,q2:5"; a queue without a count gets `concurrency`.
+bool parseQueues(const std::string& text, int concurrency, std::map<std::string, int>& out) {
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    size_t colon = item.find(':');
+    int n = concurrency;
+    std::string name = item.substr(0, colon);
+    if (colon != std::string::npos) {
+      n = std::atoi(item.c_str() + colon + 1);
+      if (n <= 0) return false;
+    }
+    if (name.empty()) return false;
+    out[name] = n;
+  }
+  return true;
+}
+
+int usage(CliContext& ctx, const std::string& message) {
+  std::cerr << "clusterd worker: " << message << "\n";
+  ctx.exit_code = kExitUsage;
+  return kExitUsage;
+}
+
+int runWorker(CliContext& ctx, const WorkerFlags& f) {
+  worker::WorkerOptions o;
+  if (!f.ecosystem.empty()) {
+    if (f.app.empty()) return usage(ctx, "--ecosystem needs --app NAME");
+    config::LoadOptions lo;
+    lo.env_name = f.env;
+    config::LoadResult lr = config::loadEcosystem(f.ecosystem, lo);
+    if (!lr.ok()) {
+      for (const auto& d : lr.diagnostics) std::cerr << d.toString() << "\n";
+      ctx.exit_code = kExitFailed;
+      return kExitFailed;
+    }
+    const config::AppSpec* app = nullptr;
+    for (const auto& a : lr.ecosystem.apps) {
+      if (a.name == f.app) app = &a;
+    }
+    if (!app) return usage(ctx, "no app named '" + f.app + "' in " + f.ecosystem);
+    o.name = app->name;
+    o.spec = app->worker;
+    o.kill_timeout = app->kill_timeout;
+    if (app->listen && app->listen->kind == config::ListenAddress::Kind::kTcp) {
+      o.listen_host = app->listen->host;
+      o.listen_port = app->listen->port;
+    }
+    o.queue = lr.ecosystem.queue;
+    o.postgres = lr.ecosystem.postgres;
+    o.mail = lr.ecosystem.mail;
+    o.handlers = lr.ecosystem.handlers;
+    o.redis_url = lr.ecosystem.queue.redis_url;
+    o.postgres_url = lr.ecosystem.postgres.url;
+    // The app's env applies to this process too (the master set it already
+    // when it launched us; standalone runs get it here).
+    for (const auto& [k, v] : app->env) setenv(k.c_str(), v.c_str(), 0);
+  }
+  if (!ctx.redis_url.empty()) o.redis_url = ctx.redis_url;        // --redis, then $CLUSTERD_REDIS_URL
+  if (!ctx.postgres_url.empty()) o.postgres_url = ctx.postgres_url;
+  if (!f.name.empty()) o.name = f.name;
+
+  if (!f.listen.empty()) {
+    size_t colon = f.listen.rfind(':');
+    if (colon == std::string::npos) return usage(ctx, "--listen wants HOST:PORT, e.g. 127.0.0.1:8080");
+    std::string host = f.listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    int port = std::atoi(f.listen.c_str() + colon + 1);
+    if (port < 0 || port > 65535) return usage(ctx, "--listen: port out of range");
+    o.listen_host = host.empty() ? "0.0.0.0" : host;
+    o.listen_port = static_cast<uint16_t>(port);
+  }
+  if (!f.queues.empty() && !parseQueues(f.queues, f.concurrency > 0 ? f.concurrency : 10, o.spec.queues)) {
+    return usage(ctx, "--queues wants q1,q2 or q1:10,q2:5");
+  }
+  if (f.queues.empty() && f.concurrency > 0) {
+    for (auto& [q, n] : o.spec.queues) n = f.concurrency;
+  }
+  if (!f.max_body.empty() && !parseBytes(f.max_body, o.spec.max_body_bytes)) return usage(ctx, "--max-body wants a size such as 1M");
+  if (!f.max_header.empty() && !parseBytes(f.max_header, o.spec.max_header_bytes)) return usage(ctx, "--max-header wants a size such as 16K");
+  if (!f.request_timeout.empty() && !parseMillis(f.request_timeout, o.spec.request_timeout)) return usage(ctx, "--request-timeout wants a duration such as 30s");
+  if (!f.keepalive_timeout.empty() && !parseMillis(f.keepalive_timeout, o.spec.keepalive_timeout)) return usage(ctx, "--keepalive-timeout wants a duration such as 5s");
+  if (!f.kill_timeout.empty() && !parseMillis(f.kill_timeout, o.kill_timeout)) return usage(ctx, "--kill-timeout wants a duration such as 1600ms");
+  if (f.max_connections > 0) o.spec.max_connections = f.max_connections;
+  if (f.access_log) o.spec.access_log = true;
+  if (!f.auth_token_env.empty()) o.spec.auth_token_env = f.auth_token_env;
+  for (const auto& text : f.rate_limits) {
+    config::RateLimitTier tier;
+    if (!parseRateLimit(text, tier)) {
+      return usage(ctx, "--rate-limit '" + text + "': want [METHOD ]PREFIX=LIMIT/WINDOW, e.g. '/v1/=600/1m'");
+    }
+    o.spec.rate_limits.push_back(tier);
+  }
+  if (!o.spec.auth_token_env.empty()) {
+    const char* token = std::getenv(o.spec.auth_token_env.c_str());
+    if (!token || !*token) {
+      std::cerr << "clusterd worker: auth_token_env names $" << o.spec.auth_token_env
+                << ", which is empty; set it or drop the setting\n";
+      ctx.exit_code = kExitUsage;
+      return kExitUsage;
+    }
+    o.auth_token = token;
+  }
+
+  // The master passes the listening socket as fd 3 (sd_listen_fds protocol).
+  if (const char* fds = std::getenv("LISTEN_FDS"); fds && std::atoi(fds) >= 1) {
+    const char* pid = std::getenv("LISTEN_PID");
+    if (!pid || !*pid || std::atol(pid) == static_cast<long>(getpid())) o.listen_fd = 3;
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDNAMES");
+  }
+  if (o.listen_fd < 0 && f.listen.empty() && o.listen_port == 0) {
+    return usage(ctx, "no socket to serve: pass --listen HOST:PORT (or run under the master)");
+  }
+
+  ::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  int code;
+  {
+    worker::Worker w(&loop, std::move(o));
+    installWorkerExtensions(w);
+    Result<void> started = w.start();
+    if (!started) {
+      std::cerr << "clusterd worker: " << started.error().message << "\n";
+      code = kExitSystem;
+    } else {
+      code = w.run();
+    }
+  }
+  // Let the handles closed by the destructors finish closing.
+  for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT) != 0; ++i) {
+  }
+  uv_loop_close(&loop);
+  ctx.exit_code = code;
+  return code;
+}
+
+}  // namespace
+
+void addWorkerCommands(CLI::App& app, CliContext& ctx) {
+  auto f = std::make_shared<WorkerFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "worker",
+      "Run the built-in worker: HTTP job API, /health, /metrics and queue consumers.\n"
+      "\n"
+      "Examples:\n"
+      "  clusterd worker --listen 127.0.0.1:8080 --redis redis://127.0.0.1:6379\n"
+      "  clusterd worker --listen :8080 --queues orders:20,email:5 --postgres postgresql://localhost/shop\n"
+      "  clusterd worker --ecosystem ecosystem/shop.yaml --app api --env production\n"
+      "\n"
+      "Signals: SIGTERM/SIGINT drain (stop accepting, finish requests and jobs) and exit 0.\n"
+      "Exit codes: 0 drained, 100 usage, 111 cannot listen or start.");
+  cmd->fallthrough();
+  cmd->add_option("--listen", f->listen, "HOST:PORT to listen on (ignored when LISTEN_FDS passes a socket)");
+  cmd->add_option("--queues", f->queues, "Queues to consume: q1,q2 or q1:10,q2:5 (concurrency per queue)");
+  cmd->add_option("--concurrency", f->concurrency, "Jobs run at once per queue (default 10)");
+  cmd->add_option("--ecosystem", f->ecosystem, "Ecosystem file to read this worker's settings from");
+  cmd->add_option("--app", f->app, "App name in the ecosystem file");
+  cmd->add_option("--env", f->env, "Select env_<ENV> of the ecosystem file");
+  cmd->add_option("--name", f->name, "Name in logs and status (default: the app name or 'worker')");
+  cmd->add_option("--max-body", f->max_body, "Largest request body (default 1M); larger gets 413");
+  cmd->add_option("--max-header", f->max_header, "Largest request head (default 16K); larger gets 431");
+  cmd->add_option("--request-timeout", f->request_timeout, "Time to receive a request and to answer it (default 30s)");
+  cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Idle keep-alive connections close after this (default 5s)");
+  cmd->add_option("--kill-timeout", f->kill_timeout, "Drain budget after SIGTERM (default 1600ms)");
+  cmd->add_option("--max-connections", f->max_connections, "Open connections per worker (default 10000); more get 503");
+  cmd->add_flag("--access-log", f->access_log, "One JSON line per request on stdout");
+  cmd->add_option("--auth-token-env", f->auth_token_env, "Env var holding the bearer token required on /v1/");
+  cmd->add_option("--rate-limit", f->rate_limits, "Per-IP limit, '[METHOD ]PREFIX=LIMIT/WINDOW' (repeatable), e.g. '/v1/=600/1m'");
+  cmd->callback([&ctx, f] { runWorker(ctx, *f); });
+}
+
 }  // namespace clusterd::cli

@@ -1,0 +1,311 @@
+// worker::Worker: wiring, dispatch and the lifecycle (see worker.h).
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "db/pool.h"
+#include "worker/health.h"
+#include "worker/queue_link.h"
+#include "worker/rate_limit.h"
+
+namespace clusterd::worker {
+
+Worker::Worker(uv_loop_t* loop, WorkerOptions options)
+    : loop_(loop), options_(std::move(options)) {
+  ServerLimits lim;
+  lim.max_header_bytes = options_.spec.max_header_bytes;
+  lim.max_body_bytes = options_.spec.max_body_bytes;
+  lim.request_timeout_ms = static_cast<uint64_t>(options_.spec.request_timeout.count());
+  lim.keepalive_timeout_ms = static_cast<uint64_t>(options_.spec.keepalive_timeout.count());
+  lim.max_connections = options_.spec.max_connections;
+  server_ = std::make_unique<Server>(
+      loop_, lim, [this](const std::shared_ptr<Exchange>& ex) { dispatch(ex); },
+      [this](const Exchange& ex, size_t bytes) { observe(ex, bytes); });
+  health_ = std::make_unique<HealthCache>(loop_, options_.health_timeout);
+
+  if (!options_.postgres_url.empty()) {
+    db::PoolOptions po;
+    po.conninfo = options_.postgres_url;
+    po.size = options_.postgres.pool_size;
+    po.connect_timeout = options_.postgres.connect_timeout;
+    po.slow_query = options_.postgres.slow_query;
+    db_ = std::make_unique<db::Pool>(loop_, po);
+  }
+  if (!options_.redis_url.empty()) {
+    queues_ = std::make_unique<QueueLink>(loop_, options_);
+    limiter_ = std::make_unique<RateLimiter>(*queues_, options_.spec.rate_limits);
+  }
+  installBuiltinRoutes();
+}
+
+Worker::~Worker() = default;
+
+uint64_t Worker::uptimeMs() const { return uv_now(loop_) - started_ms_; }
+
+Result<void> Worker::start() {
+  started_ms_ = uv_now(loop_);
+  Result<void> r = options_.listen_fd >= 0
+                       ? server_->listenFd(options_.listen_fd)
+                       : server_->listenTcp(options_.listen_host, options_.listen_port);
+  if (!r) return r;
+  listening_ = true;
+  metrics_.setRoutes([&] {
+    std::vector<std::string> labels;
+    for (const auto& route : router_.routes()) labels.push_back(route.pattern);
+    return labels;
+  }());
+
+  if (db_) {
+    db_->start();
+    db::Pool* pool = db_.get();
+    health_->addProbe("postgres", [pool](std::chrono::milliseconds timeout, auto done) {
+      pool->ping(timeout, [done](std::optional<db::DbError> err) {
+        done(err ? err->message : std::string());
+      });
+    });
+  } else {
+    health_->addDisabled("postgres");
+  }
+  if (queues_) {
+    QueueLink* q = queues_.get();
+    health_->addProbe("redis", [q](std::chrono::milliseconds timeout, auto done) {
+      q->ping(timeout, std::move(done));
+    });
+    auto started = queues_->start([this] { maybeReady(); });
+    if (!started) return started;
+  } else {
+    health_->addDisabled("redis");
+  }
+
+  auto on_signal = [](uv_signal_t* s, int) { static_cast<Worker*>(s->data)->shutdown(); };
+  uv_signal_init(loop_, sigterm_.get());
+  sigterm_->data = this;
+  uv_signal_start(sigterm_.get(), on_signal, SIGTERM);
+  uv_signal_init(loop_, sigint_.get());
+  sigint_->data = this;
+  uv_signal_start(sigint_.get(), on_signal, SIGINT);
+
+  // Loop lag: a 100 ms timer measures how late it fires.
+  uv_timer_init(loop_, lag_timer_.get());
+  lag_timer_->data = this;
+  lag_expected_ns_ = uv_hrtime() + 100'000'000;
+  uv_timer_start(
+      lag_timer_.get(), [](uv_timer_t* t) { static_cast<Worker*>(t->data)->onLagProbe(); }, 100,
+      100);
+
+  uv_timer_init(loop_, report_timer_.get());
+  report_timer_->data = this;
+  uv_timer_start(
+      report_timer_.get(), [](uv_timer_t* t) { static_cast<Worker*>(t->data)->report(); }, 1000,
+      1000);
+
+  if (const char* w = std::getenv("WATCHDOG_USEC"); w && notifier_.enabled()) {
+    uint64_t usec = std::strtoull(w, nullptr, 10);
+    if (usec > 0) {
+      uint64_t period = std::max<uint64_t>(usec / 2000, 10);
+      uv_timer_init(loop_, watchdog_timer_.get());
+      watchdog_timer_->data = this;
+      uv_timer_start(
+          watchdog_timer_.get(),
+          [](uv_timer_t* t) { static_cast<Worker*>(t->data)->notifier_.send("WATCHDOG=1"); }, period,
+          period);
+    }
+  }
+
+  // READY=1 once Redis answered (when configured), or after ready_wait so a
+  // worker whose Redis is down still serves /health (503) instead of
+  // restarting forever.
+  uv_timer_init(loop_, ready_timer_.get());
+  ready_timer_->data = this;
+  uv_timer_start(
+      ready_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Worker*>(t->data);
+        if (!self->ready_sent_) {
+          log::warn("worker", "Redis at {} not reachable yet; serving anyway",
+                    self->options_.redis_url);
+          self->ready_sent_ = true;
+          self->notifier_.send("READY=1\nSTATUS=listening on " + self->server_->address() +
+                               "; Redis not reachable yet");
+        }
+      },
+      static_cast<uint64_t>(options_.ready_wait.count()), 0);
+  maybeReady();
+  log::info("worker", "{} listening on {}", options_.name, server_->address());
+  return success();
+}
+
+void Worker::maybeReady() {
+  if (ready_sent_ || !listening_) return;
+  if (queues_ && !queues_->connected()) return;
+  ready_sent_ = true;
+  uv_timer_stop(ready_timer_.get());
+  notifier_.send("READY=1\nSTATUS=listening on " + server_->address());
+}
+
+int Worker::run() {
+  uv_run(loop_, UV_RUN_DEFAULT);
+  flushAccessLog();
+  return exit_code_;
+}
+
+void Worker::dispatch(const std::shared_ptr<Exchange>& ex) {
+  Request& req = ex->req;
+  Router::Match m = router_.match(req.method, req.path);
+  ex->route = m.route;
+  Responder res(ex);
+  if (m.route < 0) {
+    if (m.path_known) {
+      res.header("Allow", m.allow).error(405, "method not allowed on this path");
+    } else {
+      res.error(404, "no route for " + req.path);
+    }
+    return;
+  }
+  if (!m.params.empty()) req.setParams(std::move(m.params));
+  const Handler& handler = router_.routes()[static_cast<size_t>(m.route)].handler;
+
+  if (!options_.auth_token.empty() && req.path.rfind("/v1/", 0) == 0) {
+    std::string_view auth = req.header("authorization");
+    std::string expected = "Bearer " + options_.auth_token;
+    bool match = auth.size() == expected.size();
+    unsigned char diff = 0;  // compare in constant time
+    for (size_t i = 0; i < expected.size(); ++i) {
+      diff |= static_cast<unsigned char>((i < auth.size() ? auth[i] : 0) ^ expected[i]);
+    }
+    if (!match || diff != 0) {
+      res.header("WWW-Authenticate", "Bearer").error(401, "missing or wrong bearer token");
+      return;
+    }
+  }
+
+  if (limiter_) {
+    if (const config::RateLimitTier* tier = limiter_->tierFor(req.method, req.path)) {
+      Handler h = handler;
+      limiter_->check(*tier, req.client_ip, [this, res, h](const RateDecision& d) mutable {
+        res.header("X-RateLimit-Limit", std::to_string(d.limit))
+            .header("X-RateLimit-Remaining", std::to_string(d.remaining))
+            .header("X-RateLimit-Reset", std::to_string(d.reset_s));
+        if (!d.allowed) {
+          metrics_.countRateLimited();
+          res.header("Retry-After", std::to_string(d.retry_after_s))
+              .error(429, "rate limit exceeded; retry after the Retry-After seconds");
+          return;
+        }
+        h(res.request(), res);
+      });
+      return;
+    }
+  }
+  handler(req, res);
+}
+
+void Worker::observe(const Exchange& ex, size_t bytes) {
+  double seconds = static_cast<double>(uv_hrtime() - ex.req.start_ns) / 1e9;
+  metrics_.recordRequest(ex.route, ex.status, seconds);
+  if (!options_.spec.access_log) return;
+  nlohmann::json line = {{"time", static_cast<double>(std::time(nullptr))},
+                         {"app", options_.name},
+                         {"ip", ex.req.client_ip},
+                         {"method", methodName(ex.req.method)},
+                         {"path", ex.req.target},
+                         {"status", ex.status},
+                         {"bytes", bytes},
+                         {"ms", seconds * 1000.0},
+                         {"ua", ex.req.header("user-agent")}};
+  access_log_ += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  access_log_ += '\n';
+  if (access_log_.size() > 16 * 1024) flushAccessLog();
+}
+
+void Worker::flushAccessLog() {
+  size_t off = 0;
+  while (off < access_log_.size()) {
+    ssize_t n = ::write(STDOUT_FILENO, access_log_.data() + off, access_log_.size() - off);
+    if (n <= 0) break;  // stdout gone: drop the lines rather than block
+    off += static_cast<size_t>(n);
+  }
+  access_log_.clear();
+}
+
+void Worker::onLagProbe() {
+  uint64_t now = uv_hrtime();
+  double lag_ms = now > lag_expected_ns_ ? static_cast<double>(now - lag_expected_ns_) / 1e6 : 0;
+  metrics_.recordLoopLag(lag_ms);
+  lag_expected_ns_ = now + 100'000'000;
+  if (!access_log_.empty()) flushAccessLog();
+}
+
+void Worker::report() {
+  double lag = metrics_.takeLoopLagMs();
+  uint64_t rss = residentBytes();
+  QueueLink::Counts c = queues_ ? queues_->counts() : QueueLink::Counts{};
+  nlohmann::json stats = {{"requests", metrics_.requests()},
+                          {"jobs_done", c.done},
+                          {"jobs_failed", c.failed},
+                          {"in_flight", c.in_flight},
+                          {"connections", server_->stats().open},
+                          {"loop_lag_ms", static_cast<double>(static_cast<int64_t>(lag * 100)) / 100},
+                          {"rss", rss}};
+  std::string status = draining_ ? "draining" : "serving";
+  notifier_.send(fmt::format("CLUSTERD_STATS={}\nSTATUS={} on {}: {} requests, {} jobs done, {} in flight",
+                             stats.dump(), status, server_->address(), metrics_.requests(), c.done,
+                             c.in_flight));
+}
+
+void Worker::shutdown() {
+  if (draining_) return;
+  draining_ = true;
+  log::info("worker", "{} draining: {} connections open", options_.name, server_->stats().open);
+  notifier_.send("STOPPING=1\nSTATUS=draining");
+  // Leave a margin before kill_timeout for the exit itself.
+  uint64_t budget = static_cast<uint64_t>(options_.kill_timeout.count());
+  budget = budget > 200 ? budget - 150 : budget;
+  uv_timer_init(loop_, deadline_timer_.get());
+  deadline_timer_->data = this;
+  uv_timer_start(
+      deadline_timer_.get(),
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Worker*>(t->data);
+        log::warn("worker", "drain deadline reached; closing {} connections",
+                  self->server_->stats().open);
+        self->server_->closeAll();
+        self->http_drained_ = true;
+        if (self->queues_) self->queues_->abandon();
+        self->jobs_drained_ = true;
+        self->finishDrain();
+      },
+      budget, 0);
+  server_->drain([this] {
+    http_drained_ = true;
+    finishDrain();
+  });
+  if (queues_) {
+    queues_->drain([this] {
+      jobs_drained_ = true;
+      finishDrain();
+    });
+  } else {
+    jobs_drained_ = true;
+    finishDrain();
+  }
+}
+
+void Worker::finishDrain() {
+  if (finished_ || !http_drained_ || !jobs_drained_) return;
+  finished_ = true;
+  report();
+  log::info("worker", "{} drained; exiting", options_.name);
+  flushAccessLog();
+  exit_code_ = 0;
+  uv_stop(loop_);
+}
+
+}  // namespace clusterd::worker

@@ -1,0 +1,142 @@
+// worker::Worker: the built-in worker process. It owns the HTTP server, the
+// router with the built-in routes, the queue client and consumer, the
+// Postgres pool, the health cache, metrics and the reports to the master,
+// all on one libuv loop, and it runs the lifecycle: start, READY, periodic
+// stats, and a graceful drain on SIGTERM.
+//
+// Other modules plug in through the accessors before run():
+//   worker::Worker w(loop, options);
+//   jobs::install(w);             // adds routes to w.router() and handlers to w.consumer()
+//   return w.run();
+//
+// Design: the Worker is the one object that knows every part; the parts do
+// not know each other. Dependencies that are not configured (no Postgres
+// URL, no queues) are simply absent: their accessors return null and
+// /health reports them as "disabled".
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "common/uv_handle.h"
+#include "config/spec.h"
+#include "worker/metrics.h"
+#include "worker/notify.h"
+#include "worker/router.h"
+#include "worker/server.h"
+
+namespace clusterd::db {
+class Pool;
+}
+
+namespace clusterd::worker {
+
+class HealthCache;
+class RateLimiter;
+class QueueLink;
+
+struct WorkerOptions {
+  std::string name = "worker";  // the app name, for logs and STATUS
+  config::WorkerSpec spec;      // limits, queues, rate limits, auth, access log
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 0;
+  int listen_fd = -1;           // an inherited listening socket (fd 3); -1 = bind listen_*
+  std::string redis_url;        // empty = no Redis: no queue routes, limits or consumer
+  std::string postgres_url;     // empty = no Postgres pool
+  config::QueueSection queue;   // the ecosystem file's queue section (defaults per queue)
+  config::PostgresSection postgres;
+  config::MailSection mail;
+  std::vector<config::HandlerSpec> handlers;
+  std::string auth_token;       // bearer token for /v1/; empty = no auth
+  std::chrono::milliseconds kill_timeout{1600};
+  std::chrono::milliseconds health_timeout{500};
+  std::chrono::milliseconds ready_wait{2000};  // longest wait for Redis before READY=1
+};
+
+class Worker {
+ public:
+  Worker(uv_loop_t* loop, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Listens, connects to Redis and Postgres, starts consuming; errors a user
+  // can fix (port taken, bad fd) come back as values.
+  Result<void> start();
+  // Runs the loop until the worker has drained after SIGTERM/SIGINT;
+  // returns the process exit code.
+  int run();
+  // Begins the graceful drain (what SIGTERM does).
+  void shutdown();
+
+  uv_loop_t* loop() const { return loop_; }
+  Router& router() { return router_; }
+  Metrics& metrics() { return metrics_; }
+  Server& server() { return *server_; }
+  const WorkerOptions& options() const { return options_; }
+  // Null when not configured.
+  db::Pool* db() { return db_.get(); }
+  QueueLink* queues() { return queues_.get(); }
+
+  // Called on every response (after metrics), e.g. for extra accounting.
+  uint64_t uptimeMs() const;
+
+ private:
+  void installBuiltinRoutes();
+  void dispatch(const std::shared_ptr<Exchange>& ex);
+  void observe(const Exchange& ex, size_t bytes);
+  void onLagProbe();
+  void report();
+  void maybeReady();
+  void finishDrain();
+  void flushAccessLog();
+
+  uv_loop_t* loop_;
+  WorkerOptions options_;
+  Router router_;
+  Metrics metrics_;
+  Notifier notifier_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<db::Pool> db_;
+  std::unique_ptr<QueueLink> queues_;
+  std::unique_ptr<HealthCache> health_;
+  std::unique_ptr<RateLimiter> limiter_;
+
+  UvHandle<uv_signal_t> sigterm_;
+  UvHandle<uv_signal_t> sigint_;
+  UvHandle<uv_timer_t> lag_timer_;
+  UvHandle<uv_timer_t> report_timer_;
+  UvHandle<uv_timer_t> watchdog_timer_;
+  UvHandle<uv_timer_t> deadline_timer_;
+  UvHandle<uv_timer_t> ready_timer_;
+
+  uint64_t started_ms_ = 0;
+  uint64_t lag_expected_ns_ = 0;
+  bool listening_ = false;
+  bool ready_sent_ = false;
+  bool draining_ = false;
+  bool http_drained_ = false;
+  bool jobs_drained_ = false;
+  bool finished_ = false;
+  int exit_code_ = 0;
+  std::string access_log_;
+
+  // GET /health's rendered body, rebuilt when the snapshot or the uptime
+  // second changes.
+  struct HealthBody {
+    uint64_t version = UINT64_MAX;
+    uint64_t uptime_s = UINT64_MAX;
+    int status = 200;
+    std::string body;
+  } health_body_;
+};
+
+}  // namespace clusterd::worker
