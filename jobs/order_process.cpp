@@ -34,9 +34,22 @@ struct Variant {
   int64_t price_cents = 0;
 };
 
+// Orders committed within one 100 ms window share one email.batch job, due
+// just after the window closes: its unique key names the window, so the
+// first order enqueues it and the others get its id. The job runs after
+// every enqueue of its window, hence after every commit that preceded them.
+constexpr int64_t kEmailWindowMs = 100;
+
 void enqueueEmailBatch(Services& s, int64_t order_id, JobResult result, JobDone done) {
   if (!s.enqueue) return done(std::move(result));
-  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json{{"order_id", order_id}}, EnqueueOptions{},
+  int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  int64_t window = now / kEmailWindowMs;
+  EnqueueOptions opts;
+  opts.delay = std::chrono::milliseconds((window + 1) * kEmailWindowMs - now + 5);
+  opts.unique = fmt::format("email.batch@{}", window);
+  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json{{"order_id", order_id}}, opts,
             [result = std::move(result), done = std::move(done)](Result<std::string> r) mutable {
               if (!r) {
                 // The order is committed; the retry finds the ledger row and
