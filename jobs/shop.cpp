@@ -1,0 +1,138 @@
+// Implementation of jobs/shop.h except registerRoutes() and install()
+// (jobs/install.cpp, which alone needs the worker module).
+#include "jobs/shop.h"
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "queue/client.h"
+#include "queue/consumer.h"
+#include "queue/job.h"
+
+namespace clusterd::jobs {
+
+Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
+                                           const ShopOptions& options) {
+  std::shared_ptr<Shop> shop(new Shop());
+  shop->loop_ = loop;
+  shop->pool_ = &pool;
+  std::unique_ptr<RedisLink> redis;
+  if (!options.redis_url.empty()) {
+    auto addr = parseRedisUrl(options.redis_url);
+    if (!addr) return addr.error();
+    redis = std::make_unique<RedisLink>(loop, *addr);
+  }
+  shop->cache_ = std::make_unique<ProductCache>(loop, std::move(redis), options.cache);
+  auto transport = makeTransport(options.mail, options.home);
+  if (!transport) return transport.error();
+  log::info("jobs", "mail goes to {}", (*transport)->describe());
+  shop->mailer_ = std::make_unique<Mailer>(loop, std::move(*transport), options.mail);
+  shop->services_.loop = loop;
+  shop->services_.pool = &pool;
+  shop->services_.enqueue = std::move(enqueue);
+  ProductCache* cache = shop->cache_.get();
+  shop->services_.invalidate = [cache](const std::vector<std::string>& skus) {
+    cache->invalidate(skus);
+  };
+  shop->services_.mailer = shop->mailer_.get();
+  shop->api_ = std::make_unique<ShopApi>(pool, *shop->cache_, shop->services_.enqueue);
+  return shop;
+}
+
+void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
+               const std::string& id, const std::string& payload,
+               std::function<void(Result<void>)> done) {
+  auto data = queue::payloadToJson(payload);
+  if (!data) {
+    ++stats_.jobs_failed;
+    return done(Error{name + ": payload is not msgpack: " + data.error().message});
+  }
+  auto self = shared_from_this();
+  handler(services_, Job{id, name, std::move(*data)}, [self, done = std::move(done)](JobResult r) {
+    switch (r.outcome) {
+      case Outcome::kDone: ++self->stats_.jobs_done; return done(success());
+      case Outcome::kRetry: ++self->stats_.jobs_retried; return done(Error{r.message});
+      case Outcome::kFail: ++self->stats_.jobs_failed; return done(Error{r.message});
+    }
+  });
+}
+
+void Shop::registerHandlers(queue::Consumer& consumer) {
+  auto self = shared_from_this();
+  struct Entry {
+    const char* name;
+    void (*fn)(Services&, const Job&, JobDone);
+  };
+  for (Entry e : {Entry{kOrderProcess, processOrder}, Entry{kInventoryAdjust, adjustInventory},
+                  Entry{kEmailBatch, sendEmailBatch}}) {
+    std::string name = e.name;
+    auto fn = e.fn;
+    consumer.handle(name, [self, name, fn](const queue::Job& job, queue::Done done) {
+      self->run(fn, name, job.id, job.payload, std::move(done));
+    });
+  }
+}
+
+void Shop::renderMetrics(std::string& out) const {
+  const CacheStats& c = cache_->stats();
+  uint64_t lookups = c.local_hits + c.redis_hits + c.misses;
+  double ratio = lookups ? static_cast<double>(c.local_hits + c.redis_hits) / static_cast<double>(lookups) : 0;
+  out += "# HELP clusterd_shop_cache_lookups_total Product cache lookups by the layer that answered.\n"
+         "# TYPE clusterd_shop_cache_lookups_total counter\n";
+  out += fmt::format("clusterd_shop_cache_lookups_total{{result=\"hit_local\"}} {}\n", c.local_hits);
+  out += fmt::format("clusterd_shop_cache_lookups_total{{result=\"hit_redis\"}} {}\n", c.redis_hits);
+  out += fmt::format("clusterd_shop_cache_lookups_total{{result=\"miss\"}} {}\n", c.misses);
+  out += "# HELP clusterd_shop_cache_hit_ratio Share of product lookups answered by a cache layer.\n"
+         "# TYPE clusterd_shop_cache_hit_ratio gauge\n";
+  out += fmt::format("clusterd_shop_cache_hit_ratio {:.4f}\n", ratio);
+  out += "# TYPE clusterd_shop_cache_invalidations_total counter\n";
+  out += fmt::format("clusterd_shop_cache_invalidations_total {}\n", c.invalidations);
+  const ApiStats& a = api_->stats();
+  out += "# HELP clusterd_shop_orders_total Orders received by POST /v1/orders.\n"
+         "# TYPE clusterd_shop_orders_total counter\n";
+  out += fmt::format("clusterd_shop_orders_total{{result=\"accepted\"}} {}\n", a.orders_accepted);
+  out += fmt::format("clusterd_shop_orders_total{{result=\"replayed\"}} {}\n", a.orders_replayed);
+  out += fmt::format("clusterd_shop_orders_total{{result=\"invalid\"}} {}\n", a.orders_invalid);
+  out += "# HELP clusterd_shop_jobs_total Shop job attempts by outcome.\n"
+         "# TYPE clusterd_shop_jobs_total counter\n";
+  out += fmt::format("clusterd_shop_jobs_total{{outcome=\"done\"}} {}\n", stats_.jobs_done);
+  out += fmt::format("clusterd_shop_jobs_total{{outcome=\"retry\"}} {}\n", stats_.jobs_retried);
+  out += fmt::format("clusterd_shop_jobs_total{{outcome=\"failed\"}} {}\n", stats_.jobs_failed);
+  const auto& m = mailer_->counters();
+  out += "# TYPE clusterd_shop_mail_total counter\n";
+  out += fmt::format("clusterd_shop_mail_total{{result=\"sent\"}} {}\n", m.sent);
+  out += fmt::format("clusterd_shop_mail_total{{result=\"failed\"}} {}\n", m.failed);
+  db::PoolStats p = pool_->stats();
+  out += "# HELP clusterd_db_queries_total Statement batches run on PostgreSQL.\n"
+         "# TYPE clusterd_db_queries_total counter\n";
+  out += fmt::format("clusterd_db_queries_total {}\n", p.batches);
+  out += "# TYPE clusterd_db_errors_total counter\n";
+  out += fmt::format("clusterd_db_errors_total {}\n", p.errors);
+  out += "# HELP clusterd_db_slow_queries_total Batches slower than postgres.slow_query.\n"
+         "# TYPE clusterd_db_slow_queries_total counter\n";
+  out += fmt::format("clusterd_db_slow_queries_total {}\n", p.slow_queries);
+  out += "# TYPE clusterd_db_reconnects_total counter\n";
+  out += fmt::format("clusterd_db_reconnects_total {}\n", p.reconnects);
+  out += "# TYPE clusterd_db_connections gauge\n";
+  out += fmt::format("clusterd_db_connections{{state=\"open\"}} {}\n", p.connections);
+  out += fmt::format("clusterd_db_connections{{state=\"busy\"}} {}\n", p.busy);
+  out += "# TYPE clusterd_db_waiting gauge\n";
+  out += fmt::format("clusterd_db_waiting {}\n", p.waiting);
+}
+
+EnqueueFn clientEnqueue(queue::Client& client) {
+  return [&client](const std::string& q, const std::string& name, nlohmann::json data,
+                   const EnqueueOptions& opts, std::function<void(Result<std::string>)> done) {
+    queue::NewJob job;
+    job.name = name;
+    job.payload = queue::payloadFromJson(data);
+    job.options.delay = opts.delay;
+    job.options.unique_key = opts.unique;
+    client.enqueue(q, std::move(job), [done = std::move(done)](Result<queue::Enqueued> r) {
+      if (!r) return done(r.error());
+      done(r->id);
+    });
+  };
+}
+
+}  // namespace clusterd::jobs

@@ -1,0 +1,85 @@
+// jobs::Shop: everything the shop adds to one built-in worker process —
+// the HTTP routes, the job handlers, the product cache, the mailer and the
+// metrics — and install(), the one call `clusterd worker` makes to plug it in.
+//
+// Design: the worker owns the loop, the router, the Postgres pool and the
+// queue consumer; the Shop only borrows them. Routes and handlers hold the
+// Shop through a shared_ptr, so it lives exactly as long as the worker's
+// router and consumer can still call it.
+#pragma once
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "config/spec.h"
+#include "db/pool.h"
+#include "jobs/api.h"
+#include "jobs/cache.h"
+#include "jobs/job.h"
+#include "jobs/mail.h"
+
+namespace clusterd::queue {
+class Client;
+class Consumer;
+}  // namespace clusterd::queue
+
+namespace clusterd::worker {
+class Router;
+class Worker;
+}  // namespace clusterd::worker
+
+namespace clusterd::jobs {
+
+struct ShopOptions {
+  std::string home;       // $CLUSTERD_HOME: the default maildir is <home>/mail
+  std::string redis_url;  // the product cache's Redis; empty = local layer only
+  config::MailSection mail;
+  CacheOptions cache;
+};
+
+struct ShopStats {
+  uint64_t jobs_done = 0;
+  uint64_t jobs_retried = 0;
+  uint64_t jobs_failed = 0;
+};
+
+class Shop : public std::enable_shared_from_this<Shop> {
+ public:
+  static Result<std::shared_ptr<Shop>> create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
+                                              const ShopOptions& options);
+
+  void registerRoutes(worker::Router& router);
+  // Registers order.process, inventory.adjust and email.batch.
+  void registerHandlers(queue::Consumer& consumer);
+  // Prometheus text: cache hits by layer and hit ratio, orders, mail, db pool.
+  void renderMetrics(std::string& out) const;
+
+  Services& services() { return services_; }
+  ProductCache& cache() { return *cache_; }
+
+ private:
+  Shop() = default;
+  void run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
+           const std::string& id, const std::string& payload, std::function<void(Result<void>)> done);
+
+  uv_loop_t* loop_ = nullptr;
+  db::Pool* pool_ = nullptr;
+  std::unique_ptr<ProductCache> cache_;
+  std::unique_ptr<Mailer> mailer_;
+  std::unique_ptr<ShopApi> api_;
+  Services services_;
+  ShopStats stats_;
+};
+
+// An EnqueueFn on a queue::Client.
+EnqueueFn clientEnqueue(queue::Client& client);
+
+// Plugs the shop into a built-in worker: its routes on the router, its
+// handlers on the consumer (when the worker consumes), its metrics. Needs
+// the worker's Postgres pool; without one it does nothing and says so.
+Result<void> install(worker::Worker& worker);
+
+}  // namespace clusterd::jobs

@@ -1,0 +1,132 @@
+// The shop handlers on the real queue: queue::Client enqueues, a
+// queue::Consumer runs jobs through jobs::Shop, against real Redis and
+// Postgres, including a Postgres restart in the middle of the run.
+#include <catch2/catch.hpp>
+
+#include <dirent.h>
+
+#include "jobs/shop.h"
+#include "queue/client.h"
+#include "queue/consumer.h"
+#include "tests/jobs/shop_fixture.h"
+
+using namespace clusterd;
+using namespace clusterd::jobs;
+using clusterd::test::RedisServer;
+using clusterd::test::ShopFixture;
+using clusterd::test::TempDir;
+using namespace std::chrono_literals;
+
+namespace {
+
+size_t countFiles(const std::string& dir) {
+  size_t n = 0;
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+struct QueueShop {
+  RedisServer redis;
+  TempDir home{"clusterd-shop"};
+  std::unique_ptr<queue::Client> client;
+  std::unique_ptr<queue::Consumer> consumer;
+  std::shared_ptr<Shop> shop;
+
+  explicit QueueShop(ShopFixture& f) {
+    std::map<std::string, config::QueueDefaults> defaults;
+    for (const char* q : {kOrdersQueue, kEmailQueue, kInventoryQueue}) {
+      config::QueueDefaults d;
+      d.attempts = 20;
+      d.backoff = 200ms;
+      defaults[q] = d;
+    }
+    auto c = queue::Client::create(f.loop.get(), {.redis_url = redis.url(), .defaults = defaults});
+    REQUIRE(c.ok());
+    client = std::move(*c);
+    ShopOptions o;
+    o.home = home.path();
+    o.redis_url = redis.url();
+    auto s = Shop::create(f.loop.get(), *f.pool, clientEnqueue(*client), o);
+    REQUIRE(s.ok());
+    shop = *s;
+    auto k = queue::Consumer::create(
+        f.loop.get(), {.redis_url = redis.url(),
+                       .queues = {{kOrdersQueue, 16}, {kEmailQueue, 2}, {kInventoryQueue, 2}},
+                       .defaults = defaults});
+    REQUIRE(k.ok());
+    consumer = std::move(*k);
+    shop->registerHandlers(*consumer);
+    bool started = false;
+    consumer->start([&](Result<void> r) {
+      REQUIRE(r.ok());
+      started = true;
+    });
+    REQUIRE(f.loop.runUntil([&] { return started; }));
+  }
+
+  void enqueueOrder(ShopFixture& f, int64_t order_id) {
+    bool done = false;
+    client->enqueue(kOrdersQueue,
+                    {.name = kOrderProcess, .payload = queue::payloadFromJson({{"order_id", order_id}})},
+                    [&](Result<queue::Enqueued> r) {
+                      REQUIRE(r.ok());
+                      done = true;
+                    });
+    REQUIRE(f.loop.runUntil([&] { return done; }));
+  }
+
+  void stop(ShopFixture& f) {
+    bool drained = false;
+    consumer->drain(5s, [&] { drained = true; });
+    f.loop.runUntil([&] { return drained; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("orders enqueued on the real queue are processed and their emails land in the maildir",
+          "[jobs][queue][postgres][redis]") {
+  ShopFixture f(5, 10);
+  QueueShop q(f);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 30; ++i) ids.push_back(f.placeOrder("q@example.com", {{"SKU-000001", 1}}));
+  for (int64_t id : ids) q.enqueueOrder(f, id);
+  REQUIRE(f.loop.runUntil(
+      [&] { return f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'pending'") == "0"; }, 30s));
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "10");
+  REQUIRE(f.loop.runUntil(
+      [&] { return countFiles(q.home.path() + "/mail/new") == 10; }, 20s));
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox WHERE status = 'sent'") == "10");
+  // The same job run twice (a redelivery) is a no-op: enqueue order 1 again.
+  q.enqueueOrder(f, ids[0]);
+  f.loop.runFor(300ms);
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "0");
+  std::string metrics;
+  q.shop->renderMetrics(metrics);
+  CHECK(metrics.find("clusterd_shop_jobs_total{outcome=\"done\"}") != std::string::npos);
+  q.stop(f);
+}
+
+TEST_CASE("a postgres restart in the middle of a run delays queued orders but loses none",
+          "[jobs][queue][postgres][redis][fault]") {
+  ShopFixture f(2, 10'000);
+  QueueShop q(f);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 150; ++i) ids.push_back(f.placeOrder("r@example.com", {{"SKU-000002", 2}}));
+  for (size_t i = 0; i < 75; ++i) q.enqueueOrder(f, ids[i]);
+  f.loop.runFor(50ms);
+  f.pg.stop();
+  for (size_t i = 75; i < ids.size(); ++i) q.enqueueOrder(f, ids[i]);
+  f.loop.runFor(1s);
+  f.pg.start();
+  REQUIRE(f.loop.runUntil(
+      [&] { return f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "150"; },
+      60s));
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000002'") == "9700");
+  REQUIRE(f.loop.runUntil([&] { return countFiles(q.home.path() + "/mail/new") == 150; }, 30s));
+  q.stop(f);
+}
