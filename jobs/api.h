@@ -1,0 +1,43 @@
+// The shop's HTTP API on the built-in worker's router:
+//   POST /v1/orders               record a pending order, enqueue order.process, 202
+//   GET  /v1/orders/{order_id}    the order, its status and lines
+//   GET  /v1/orders?customer=     a customer's recent orders
+//   GET  /v1/products?page=&limit=  the catalogue, paginated (cached)
+//   GET  /v1/products/{sku}       the product holding a SKU (cached)
+// Bad input answers 400 with the field at fault; a database or queue that
+// is down answers 503 (the client may retry with its idempotency key).
+#pragma once
+
+#include <string>
+
+#include "db/pool.h"
+#include "jobs/cache.h"
+#include "jobs/job.h"
+
+namespace clusterd::worker {
+class Router;
+}
+
+namespace clusterd::jobs {
+
+struct ApiStats {
+  uint64_t orders_accepted = 0;
+  uint64_t orders_replayed = 0;
+  uint64_t orders_invalid = 0;
+};
+
+class ShopApi {
+ public:
+  ShopApi(db::Pool& pool, ProductCache& cache, EnqueueFn enqueue)
+      : pool_(pool), cache_(cache), enqueue_(std::move(enqueue)) {}
+  void registerRoutes(worker::Router& router);
+  const ApiStats& stats() const { return stats_; }
+
+ private:
+  db::Pool& pool_;
+  ProductCache& cache_;
+  EnqueueFn enqueue_;
+  ApiStats stats_;
+};
+
+}  // namespace clusterd::jobs
