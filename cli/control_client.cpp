@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -93,6 +94,22 @@ std::string selfExe(const std::string& argv0) {
   return argv0;
 }
 
+std::string masterExe(const std::string& self_exe) {
+  std::string candidate = self_exe.substr(0, self_exe.rfind('/') + 1) + "clusterd-master";
+  return ::access(candidate.c_str(), X_OK) == 0 ? candidate : "";
+}
+
+int execDaemon(const std::string& home, const std::string& self_exe) {
+  std::string master = masterExe(self_exe);
+  if (!master.empty()) {
+    ::execl(master.c_str(), master.c_str(), "--home", home.c_str(), "--clusterd", self_exe.c_str(),
+            static_cast<char*>(nullptr));
+    std::fprintf(stderr, "clusterd: cannot execute %s: %s; running the daemon in-process\n",
+                 master.c_str(), std::strerror(errno));
+  }
+  return master::runDaemon({home, self_exe, self_exe});
+}
+
 Result<void> startDaemon(const std::string& home, const std::string& self_exe, std::string& note) {
   std::string err;
   if (!master::prepareHome(home, err)) return Error{err};
@@ -114,9 +131,7 @@ Result<void> startDaemon(const std::string& home, const std::string& self_exe, s
     }
     // A second fork so the daemon is not our child (no zombie, no SIGHUP).
     if (::fork() != 0) ::_exit(0);
-    ::execl(self_exe.c_str(), self_exe.c_str(), "--home", home.c_str(), "daemon", "--foreground",
-            static_cast<char*>(nullptr));
-    ::_exit(127);
+    ::_exit(execDaemon(home, self_exe));
   }
   int status = 0;
   ::waitpid(pid, &status, 0);

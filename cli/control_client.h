@@ -38,4 +38,12 @@ Result<void> startDaemon(const std::string& home, const std::string& self_exe, s
 // The absolute path of this executable (/proc/self/exe).
 std::string selfExe(const std::string& argv0);
 
+// The lean daemon executable `clusterd-master` next to `self_exe`, or ""
+// when there is none (then the daemon runs inside this binary).
+std::string masterExe(const std::string& self_exe);
+
+// Replaces this process with the daemon for `home` in the foreground;
+// returns only on failure (or after an in-process daemon stopped).
+int execDaemon(const std::string& home, const std::string& self_exe);
+
 }  // namespace clusterd::cli

@@ -252,7 +252,7 @@ void addMasterCommands(CLI::App& app, CliContext& ctx) {
     sub->add_flag("--foreground", *fg, "Stay in the foreground, logging to stderr");
     sub->callback([&ctx, fg] {
       if (*fg) {
-        ctx.exit_code = master::runDaemon({ctx.home, selfExe(ctx.argv0)});
+        ctx.exit_code = execDaemon(ctx.home, selfExe(ctx.argv0));
         return;
       }
       if (probeDaemon(ctx.home) == DaemonState::kRunning) {

@@ -85,6 +85,7 @@ class Daemon {
     }
     SupervisorOptions so;
     so.self_exe = options_.self_exe;
+    so.worker_exe = options_.worker_exe;
     so.notify_socket = *ns;
     so.log_dir = options_.home + "/logs";
     for (char** e = environ; *e; ++e) so.base_env.emplace_back(*e);

@@ -15,7 +15,8 @@ namespace clusterd::master {
 
 struct DaemonOptions {
   std::string home;
-  std::string self_exe;  // path of this binary (trampoline, builtin:worker)
+  std::string self_exe;    // path of this binary (it holds the exec trampoline)
+  std::string worker_exe;  // path of `clusterd` (runs builtin:worker apps)
 };
 
 // Runs in the foreground until stopped. Returns the process exit code

@@ -31,11 +31,12 @@
 namespace clusterd::master {
 
 struct SupervisorOptions {
-  std::string self_exe;        // this binary: the exec trampoline and builtin:worker
+  std::string self_exe;        // the binary holding the exec trampoline (this one)
+  std::string worker_exe;      // the `clusterd` binary, for builtin:worker
   std::string notify_socket;   // NOTIFY_SOCKET given to workers ("" = none)
   std::string log_dir;         // default directory of app log files
   std::vector<std::string> base_env;  // the daemon's environment, KEY=VALUE
-  Millis start_grace{300};     // online after this long without wait_ready
+  Millis start_grace{100};     // online after this long without wait_ready
   bool use_trampoline = true;  // false in unit tests (no LISTEN_PID fix-up needed)
 };
 

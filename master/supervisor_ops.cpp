@@ -216,7 +216,7 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
   std::string program;
   std::vector<std::string> args;
   if (s.builtin_worker) {
-    program = options_.self_exe;
+    program = options_.worker_exe.empty() ? options_.self_exe : options_.worker_exe;
     args = {"worker", "--ecosystem", app.cfg.ecosystem_path, "--app", s.name};
     if (!app.cfg.env_name.empty()) {
       args.push_back("--env");
