@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "common/log.h"
 #include "config/load.h"
+#include "jobs/shop.h"
 #include "worker/worker.h"
 
 namespace clusterd::cli {
@@ -18,7 +19,9 @@ namespace {
 
 // Modules that extend the built-in worker install their routes (on
 // w.router()) and job handlers here, before the worker starts.
-void installWorkerExtensions(worker::Worker& w) { (void)w; }
+void installWorkerExtensions(worker::Worker& w) {
+  if (auto r = jobs::install(w); !r) log::error("jobs", "shop not installed: {}", r.error().message);
+}
 
 struct WorkerFlags {
   std::string listen;

@@ -11,6 +11,11 @@
 
 namespace clusterd::jobs {
 
+Shop::Shop() = default;
+Shop::~Shop() = default;
+
+void Shop::adoptClient(std::unique_ptr<queue::Client> client) { client_ = std::move(client); }
+
 Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
                                            const ShopOptions& options) {
   std::shared_ptr<Shop> shop(new Shop());

@@ -59,9 +59,15 @@ class Shop : public std::enable_shared_from_this<Shop> {
 
   Services& services() { return services_; }
   ProductCache& cache() { return *cache_; }
+  // Keeps the queue client the enqueue function uses alive with the Shop.
+  void adoptClient(std::unique_ptr<queue::Client> client);
 
  private:
-  Shop() = default;
+  Shop();
+ public:
+  ~Shop();
+
+ private:
   void run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
            const std::string& id, const std::string& payload, std::function<void(Result<void>)> done);
 
@@ -70,6 +76,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<ProductCache> cache_;
   std::unique_ptr<Mailer> mailer_;
   std::unique_ptr<ShopApi> api_;
+  std::unique_ptr<queue::Client> client_;
   Services services_;
   ShopStats stats_;
 };

@@ -1,0 +1,48 @@
+// jobs::install (see jobs/shop.h) and Shop::registerRoutes: the only part of
+// the jobs module that needs the worker module.
+#include <cstdlib>
+
+#include "common/log.h"
+#include "db/pool.h"
+#include "jobs/shop.h"
+#include "queue/client.h"
+#include "worker/router.h"
+#include "worker/worker.h"
+
+namespace clusterd::jobs {
+namespace {
+
+std::string clusterdHome() {
+  if (const char* h = std::getenv("CLUSTERD_HOME"); h && *h) return h;
+  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.clusterd";
+  return "/var/lib/clusterd";
+}
+
+}  // namespace
+
+void Shop::registerRoutes(worker::Router& router) { api_->registerRoutes(router); }
+
+Result<void> install(worker::Worker& w) {
+  const worker::WorkerOptions& o = w.options();
+  if (!w.db() || o.redis_url.empty()) {
+    log::info("jobs", "the shop API and jobs need both PostgreSQL and Redis; {} is not configured",
+              w.db() ? "Redis" : "PostgreSQL");
+    return success();
+  }
+  auto client = queue::Client::create(
+      w.loop(), {.redis_url = o.redis_url, .client_name = "clusterd-shop", .defaults = o.queue.queues});
+  if (!client) return client.error();
+  ShopOptions so;
+  so.home = clusterdHome();
+  so.redis_url = o.redis_url;
+  so.mail = o.mail;
+  auto shop = Shop::create(w.loop(), *w.db(), clientEnqueue(**client), so);
+  if (!shop) return shop.error();
+  (*shop)->adoptClient(std::move(*client));
+  (*shop)->registerRoutes(w.router());
+  std::shared_ptr<Shop> keep = *shop;
+  w.metrics().addSource([keep](std::string& out) { keep->renderMetrics(out); });
+  return success();
+}
+
+}  // namespace clusterd::jobs
