@@ -11,3 +11,12 @@ request = function()
     '{"customer":"bench%d@example.com","lines":[{"sku":"%s","qty":1}]}', counter, sku)
   return wrk.format("POST", "/v1/orders", {["Content-Type"] = "application/json"}, body)
 end
+
+done = function(summary, latency, requests)
+  io.write(string.format("SHOP_RESULT requests=%d errors=%d duration_s=%.2f p50_ms=%.2f p95_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+    summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout,
+    summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000))
+end

@@ -6,6 +6,7 @@
 #include "db/pool.h"
 #include "jobs/shop.h"
 #include "queue/client.h"
+#include "queue/consumer.h"
 #include "worker/router.h"
 #include "worker/worker.h"
 
@@ -42,6 +43,24 @@ Result<void> install(worker::Worker& w) {
   (*shop)->registerRoutes(w.router());
   std::shared_ptr<Shop> keep = *shop;
   w.metrics().addSource([keep](std::string& out) { keep->renderMetrics(out); });
+
+  // The shop's queues among those this worker consumes run on a consumer
+  // the Shop owns, with the shop's handlers.
+  std::vector<queue::ConsumerQueue> queues;
+  for (const auto& [name, concurrency] : o.spec.queues)
+    if (name == kOrdersQueue || name == kInventoryQueue || name == kEmailQueue)
+      queues.push_back({name, concurrency});
+  if (queues.empty()) return success();
+  queue::ConsumerOptions co;
+  co.redis_url = o.redis_url;
+  co.queues = std::move(queues);
+  co.strict = o.queue.strict;
+  co.defaults = o.queue.queues;
+  co.client_name = "clusterd-shop-consumer";
+  auto consumer = queue::Consumer::create(w.loop(), std::move(co));
+  if (!consumer) return consumer.error();
+  keep->registerHandlers(**consumer);
+  keep->adoptConsumer(std::move(*consumer));
   return success();
 }
 

@@ -16,6 +16,18 @@ Shop::~Shop() = default;
 
 void Shop::adoptClient(std::unique_ptr<queue::Client> client) { client_ = std::move(client); }
 
+void Shop::adoptConsumer(std::unique_ptr<queue::Consumer> consumer) {
+  consumer_ = std::move(consumer);
+  consumer_->start([](Result<void> r) {
+    if (!r) log::error("jobs", "shop consumer did not start: {}", r.error().message);
+  });
+}
+
+void Shop::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
+  if (!consumer_) return done();
+  consumer_->drain(timeout, std::move(done));
+}
+
 Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
                                            const ShopOptions& options) {
   std::shared_ptr<Shop> shop(new Shop());

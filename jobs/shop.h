@@ -61,6 +61,10 @@ class Shop : public std::enable_shared_from_this<Shop> {
   ProductCache& cache() { return *cache_; }
   // Keeps the queue client the enqueue function uses alive with the Shop.
   void adoptClient(std::unique_ptr<queue::Client> client);
+  // Starts a consumer (with the shop's handlers registered) and keeps it;
+  // drain() stops it.
+  void adoptConsumer(std::unique_ptr<queue::Consumer> consumer);
+  void drain(std::chrono::milliseconds timeout, std::function<void()> done);
 
  private:
   Shop();
@@ -77,6 +81,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<Mailer> mailer_;
   std::unique_ptr<ShopApi> api_;
   std::unique_ptr<queue::Client> client_;
+  std::unique_ptr<queue::Consumer> consumer_;
   Services services_;
   ShopStats stats_;
 };

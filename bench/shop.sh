@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Checkout load on the shop: private redis-server and postgres in a temp
+# directory, WORKERS standalone `clusterd worker` processes sharing one port
+# (SO_REUSEPORT) that serve the shop API and consume the orders and email
+# queues, then CONNS concurrent wrk clients POSTing /v1/orders for DURATION
+# seconds. Reports API latency (p50/p95/p99), orders processed per second end
+# to end, queue lag (order created -> processed, p50/p99, and the deepest
+# orders backlog seen), and PostgreSQL commits per order.
+#   bench/shop.sh                          # 200 clients, 20 s, 2 workers
+#   CONNS=100 DURATION=10 bench/shop.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${BIN:-$ROOT/build/cli/clusterd}"
+CONNS="${CONNS:-200}" DURATION="${DURATION:-20}" WORKERS="${WORKERS:-2}"
+SKUS="${SKUS:-1000}" STOCK="${STOCK:-1000000}"
+REDIS_PORT="${REDIS_PORT:-6491}" PG_PORT="${PG_PORT:-5491}" HTTP_PORT="${HTTP_PORT:-8491}"
+PGBIN=/usr/lib/postgresql/15/bin
+for tool in wrk redis-server redis-cli psql "$PGBIN/postgres"; do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 111; }
+done
+[[ -x $BIN ]] || { echo "build clusterd first: $BIN is missing" >&2; exit 111; }
+
+TMP=$(mktemp -d /tmp/clusterd-shopbench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[[ $(id -u) -eq 0 ]] && chown postgres "$TMP" && chmod 755 "$TMP"
+mkdir -p "$TMP/redis" "$TMP/home"
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --save "" \
+  --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+as_pg "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 >"$TMP/initdb.log" 2>&1
+as_pg "$PGBIN/postgres" -D "$TMP/pg" -p "$PG_PORT" -k "$TMP" -c listen_addresses=127.0.0.1 \
+  -c max_connections=100 >"$TMP/postgres.log" 2>&1 &
+PIDS+=($!)
+PG="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+REDIS="redis://127.0.0.1:$REDIS_PORT"
+for _ in $(seq 100); do psql "$PG" -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+"$BIN" db migrate --postgres "$PG" >/dev/null
+"$BIN" db seed --products "$SKUS" --stock "$STOCK" --postgres "$PG" >/dev/null
+
+for i in $(seq "$WORKERS"); do
+  CLUSTERD_HOME="$TMP/home" "$BIN" worker --listen "127.0.0.1:$HTTP_PORT" \
+    --queues orders:64,email:4 --redis "$REDIS" --postgres "$PG" >"$TMP/worker-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break; sleep 0.1; done
+
+q() { psql "$PG" -Atc "$1"; }
+XACT0=$(q "select xact_commit from pg_stat_database where datname = 'postgres'")
+ORDERS0=$(q "select count(*) from orders")
+
+# Sample the orders backlog once a second while the load runs.
+(
+  max=0
+  while sleep 1; do
+    j=$("$BIN" queues --json --redis "$REDIS" 2>/dev/null | python3 -c 'import json,sys
+try:
+  print(max([q["waiting"] for q in json.load(sys.stdin) if q["queue"]=="orders"] or [0]))
+except Exception: print(0)')
+    [[ ${j:-0} -gt $max ]] && max=$j
+    echo "$max" >"$TMP/backlog"
+  done
+) &
+SAMPLER=$!
+
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  workers=$WORKERS  clients=$CONNS  duration=${DURATION}s"
+SHOP_SKUS=$SKUS wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$ROOT/bench/shop_post.lua" \
+  "http://127.0.0.1:$HTTP_PORT" >"$TMP/wrk.txt" 2>&1
+kill "$SAMPLER" 2>/dev/null || true
+wait "$SAMPLER" 2>/dev/null || true
+RESULT=$(grep SHOP_RESULT "$TMP/wrk.txt" || { cat "$TMP/wrk.txt"; exit 1; })
+
+# Let the queue drain (bounded), then measure from the database.
+for _ in $(seq 600); do
+  [[ $(q "select count(*) from orders where status = 'pending'") == 0 ]] && break
+  sleep 0.2
+done
+XACT1=$(q "select xact_commit from pg_stat_database where datname = 'postgres'")
+read -r ORDERS PENDING SPAN LAG50 LAG99 <<<"$(q "select count(*), count(*) filter (where status = 'pending'),
+  extract(epoch from max(processed_at) - min(created_at)),
+  1000 * extract(epoch from percentile_cont(0.5) within group (order by processed_at - created_at)),
+  1000 * extract(epoch from percentile_cont(0.99) within group (order by processed_at - created_at))
+  from orders where id > $ORDERS0" | tr '|' ' ')"
+EMAILS=$(q "select count(*) from email_outbox where status = 'sent'")
+val() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$RESULT"; }
+python3 - "$RESULT" <<PY
+requests, duration = $(val requests), $(val duration_s)
+orders, pending, span = $ORDERS, $PENDING, ${SPAN:-0}
+xacts = $XACT1 - $XACT0
+print()
+print("| metric | value | target |")
+print("|---|---|---|")
+print(f"| POST /v1/orders p50 / p95 / p99 | $(val p50_ms) / $(val p95_ms) / $(val p99_ms) ms | p99 < 20 ms |")
+print(f"| API requests/s | {requests / duration:.0f} (errors $(val errors)) | |")
+print(f"| orders processed/s end to end | {(orders - pending) / span if span else 0:.0f} ({orders - pending} orders in {span:.1f} s) | >= 1000 |")
+print(f"| queue lag created -> processed p50 / p99 | {float('${LAG50:-0}'):.0f} / {float('${LAG99:-0}'):.0f} ms | |")
+print(f"| deepest orders backlog seen | $(cat "$TMP/backlog" 2>/dev/null || echo 0) jobs | |")
+print(f"| PostgreSQL commits per order | {xacts / orders if orders else 0:.2f} | |")
+print(f"| confirmation emails sent | $EMAILS | |")
+PY
