@@ -8,6 +8,7 @@
 # orders backlog seen), and PostgreSQL commits per order.
 #   bench/shop.sh                          # 200 clients, 20 s, 2 workers
 #   CONNS=100 DURATION=10 bench/shop.sh
+#   PG_OPTS='-c synchronous_commit=off' bench/shop.sh   # commits without waiting for the WAL flush
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${BIN:-$ROOT/build/cli/clusterd}"
@@ -38,11 +39,11 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --save "" 
 PIDS+=($!)
 as_pg "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 >"$TMP/initdb.log" 2>&1
 as_pg "$PGBIN/postgres" -D "$TMP/pg" -p "$PG_PORT" -k "$TMP" -c listen_addresses=127.0.0.1 \
-  -c max_connections=100 >"$TMP/postgres.log" 2>&1 &
+  -c max_connections=100 ${PG_OPTS:-} >"$TMP/postgres.log" 2>&1 &
 PIDS+=($!)
 PG="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
 REDIS="redis://127.0.0.1:$REDIS_PORT"
-for _ in $(seq 100); do psql "$PG" -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do psql "$PG" -Atc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN" db migrate --postgres "$PG" >/dev/null
 "$BIN" db seed --products "$SKUS" --stock "$STOCK" --postgres "$PG" >/dev/null
 
@@ -61,7 +62,7 @@ ORDERS0=$(q "select count(*) from orders")
 (
   max=0
   while sleep 1; do
-    j=$("$BIN" queues --json --redis "$REDIS" 2>/dev/null | python3 -c 'import json,sys
+    j=$("$BIN" --redis "$REDIS" queues --json 2>/dev/null | python3 -c 'import json,sys
 try:
   print(max([q["waiting"] for q in json.load(sys.stdin) if q["queue"]=="orders"] or [0]))
 except Exception: print(0)')
@@ -71,7 +72,7 @@ except Exception: print(0)')
 ) &
 SAMPLER=$!
 
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  workers=$WORKERS  clients=$CONNS  duration=${DURATION}s"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  workers=$WORKERS  clients=$CONNS  duration=${DURATION}s  postgres: ${PG_OPTS:-defaults}"
 SHOP_SKUS=$SKUS wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$ROOT/bench/shop_post.lua" \
   "http://127.0.0.1:$HTTP_PORT" >"$TMP/wrk.txt" 2>&1
 kill "$SAMPLER" 2>/dev/null || true

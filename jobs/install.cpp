@@ -1,5 +1,6 @@
 // jobs::install (see jobs/shop.h) and Shop::registerRoutes: the only part of
 // the jobs module that needs the worker module.
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/log.h"
@@ -37,9 +38,23 @@ Result<void> install(worker::Worker& w) {
   so.home = clusterdHome();
   so.redis_url = o.redis_url;
   so.mail = o.mail;
-  auto shop = Shop::create(w.loop(), *w.db(), clientEnqueue(**client), so);
+  // Jobs hold a connection for a whole transaction; the API's short
+  // statements must not queue behind them, so jobs get their own pool.
+  // It is at least postgres.pool_size, and grows with the shop queues'
+  // concurrency (up to 16) so that concurrent jobs mostly find a connection
+  // and their commits share WAL flushes (group commit).
+  int shop_concurrency = 0;
+  for (const auto& [name, concurrency] : o.spec.queues)
+    if (name == kOrdersQueue || name == kInventoryQueue || name == kEmailQueue)
+      shop_concurrency += concurrency;
+  db::PoolOptions jpo = w.db()->options();
+  jpo.size = std::max(jpo.size, std::min(shop_concurrency, 16));
+  auto job_pool = std::make_unique<db::Pool>(w.loop(), jpo);
+  job_pool->start();
+  auto shop = Shop::create(w.loop(), *w.db(), *job_pool, clientEnqueue(**client), so);
   if (!shop) return shop.error();
   (*shop)->adoptClient(std::move(*client));
+  (*shop)->adoptJobPool(std::move(job_pool));
   (*shop)->registerRoutes(w.router());
   std::shared_ptr<Shop> keep = *shop;
   w.metrics().addSource([keep](std::string& out) { keep->renderMetrics(out); });

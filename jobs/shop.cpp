@@ -28,11 +28,12 @@ void Shop::drain(std::chrono::milliseconds timeout, std::function<void()> done) 
   consumer_->drain(timeout, std::move(done));
 }
 
-Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
-                                           const ShopOptions& options) {
+Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::Pool& job_pool,
+                                           EnqueueFn enqueue, const ShopOptions& options) {
   std::shared_ptr<Shop> shop(new Shop());
   shop->loop_ = loop;
   shop->pool_ = &pool;
+  shop->job_pool_ = &job_pool;
   std::unique_ptr<RedisLink> redis;
   if (!options.redis_url.empty()) {
     auto addr = parseRedisUrl(options.redis_url);
@@ -45,7 +46,7 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, Enqu
   log::info("jobs", "mail goes to {}", (*transport)->describe());
   shop->mailer_ = std::make_unique<Mailer>(loop, std::move(*transport), options.mail);
   shop->services_.loop = loop;
-  shop->services_.pool = &pool;
+  shop->services_.pool = &job_pool;
   shop->services_.enqueue = std::move(enqueue);
   ProductCache* cache = shop->cache_.get();
   shop->services_.invalidate = [cache](const std::vector<std::string>& skus) {
@@ -120,6 +121,16 @@ void Shop::renderMetrics(std::string& out) const {
   out += fmt::format("clusterd_shop_mail_total{{result=\"sent\"}} {}\n", m.sent);
   out += fmt::format("clusterd_shop_mail_total{{result=\"failed\"}} {}\n", m.failed);
   db::PoolStats p = pool_->stats();
+  if (job_pool_ != pool_) {
+    db::PoolStats j = job_pool_->stats();
+    p.batches += j.batches;
+    p.errors += j.errors;
+    p.slow_queries += j.slow_queries;
+    p.reconnects += j.reconnects;
+    p.connections += j.connections;
+    p.busy += j.busy;
+    p.waiting += j.waiting;
+  }
   out += "# HELP clusterd_db_queries_total Statement batches run on PostgreSQL.\n"
          "# TYPE clusterd_db_queries_total counter\n";
   out += fmt::format("clusterd_db_queries_total {}\n", p.batches);

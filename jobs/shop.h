@@ -48,7 +48,10 @@ struct ShopStats {
 
 class Shop : public std::enable_shared_from_this<Shop> {
  public:
-  static Result<std::shared_ptr<Shop>> create(uv_loop_t* loop, db::Pool& pool, EnqueueFn enqueue,
+  // `api_pool` serves the HTTP routes, `job_pool` the handlers' transactions
+  // (they may be the same pool).
+  static Result<std::shared_ptr<Shop>> create(uv_loop_t* loop, db::Pool& api_pool,
+                                              db::Pool& job_pool, EnqueueFn enqueue,
                                               const ShopOptions& options);
 
   void registerRoutes(worker::Router& router);
@@ -61,6 +64,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
   ProductCache& cache() { return *cache_; }
   // Keeps the queue client the enqueue function uses alive with the Shop.
   void adoptClient(std::unique_ptr<queue::Client> client);
+  void adoptJobPool(std::unique_ptr<db::Pool> pool) { owned_pool_ = std::move(pool); }
   // Starts a consumer (with the shop's handlers registered) and keeps it;
   // drain() stops it.
   void adoptConsumer(std::unique_ptr<queue::Consumer> consumer);
@@ -76,10 +80,12 @@ class Shop : public std::enable_shared_from_this<Shop> {
            const std::string& id, const std::string& payload, std::function<void(Result<void>)> done);
 
   uv_loop_t* loop_ = nullptr;
-  db::Pool* pool_ = nullptr;
+  db::Pool* pool_ = nullptr;      // the API's
+  db::Pool* job_pool_ = nullptr;  // the handlers'
   std::unique_ptr<ProductCache> cache_;
   std::unique_ptr<Mailer> mailer_;
   std::unique_ptr<ShopApi> api_;
+  std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the consumer and client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<queue::Consumer> consumer_;
   Services services_;

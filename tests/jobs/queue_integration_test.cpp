@@ -50,7 +50,7 @@ struct QueueShop {
     ShopOptions o;
     o.home = home.path();
     o.redis_url = redis.url();
-    auto s = Shop::create(f.loop.get(), *f.pool, clientEnqueue(*client), o);
+    auto s = Shop::create(f.loop.get(), *f.pool, *f.pool, clientEnqueue(*client), o);
     REQUIRE(s.ok());
     shop = *s;
     auto k = queue::Consumer::create(
