@@ -3,6 +3,8 @@
 // every field, and resolve units. All problems in a file are reported at once.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,8 +16,8 @@ namespace clusterd::config {
 // "<file>:<line>:<column>: <field>: <message>".
 struct Diagnostic {
   std::string file;
-  int line = 0;    // 1-based; 0 when unknown
-  int column = 0;  // 1-based; 0 when unknown
+  int line = 0;       // 1-based; 0 when unknown
+  int column = 0;     // 1-based; 0 when unknown
   std::string field;  // dotted path, e.g. "apps[1].instances"
   std::string message;
   std::string toString() const;
@@ -24,15 +26,23 @@ struct Diagnostic {
 struct LoadOptions {
   std::string env_name;  // selects `env_<name>`; empty = only `env`
   int cores = 0;         // 0 = this machine's core count
+  // Variables for ${VAR}; nullopt = the process environment.
+  std::optional<std::map<std::string, std::string>> environment;
 };
 
 struct LoadResult {
-  Ecosystem ecosystem;               // meaningful only when ok()
-  std::vector<Diagnostic> diagnostics;
+  Ecosystem ecosystem;                  // meaningful only when ok()
+  std::vector<Diagnostic> diagnostics;  // errors, in file order
+  std::vector<Diagnostic> warnings;     // accepted but worth saying (ignored PM2 keys, …)
+  bool unreadable = false;              // the file could not be read at all (an I/O error)
   bool ok() const { return diagnostics.empty(); }
 };
 
 LoadResult loadEcosystem(const std::string& path, const LoadOptions& options = {});
+// The same, from text already in memory; `path` names it in messages and
+// its directory is the base for relative paths.
+LoadResult loadEcosystemText(const std::string& text, const std::string& path,
+                             const LoadOptions& options = {});
 
 // Parses "300M", "1G", "512K", "1048576" into bytes; false when malformed.
 bool parseMemory(const std::string& text, uint64_t& bytes);

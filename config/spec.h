@@ -24,10 +24,10 @@ enum class ExecMode { kFork, kCluster };
 struct ListenAddress {
   enum class Kind { kTcp, kUnix };
   Kind kind = Kind::kTcp;
-  std::string host;      // kTcp: "127.0.0.1", "0.0.0.0", "::1"
-  uint16_t port = 0;     // kTcp
-  std::string path;      // kUnix
-  std::string text;      // as written in the file, for messages
+  std::string host;   // kTcp: "127.0.0.1", "0.0.0.0", "::1"
+  uint16_t port = 0;  // kTcp
+  std::string path;   // kUnix
+  std::string text;   // as written in the file, for messages
 };
 
 // One rate-limit tier of the built-in worker's HTTP front: `limit` requests
@@ -56,13 +56,13 @@ struct WorkerSpec {
 
 struct AppSpec {
   std::string name;
-  std::string script;            // path, command name, or "builtin:worker"
+  std::string script;  // path, command name, or "builtin:worker"
   std::vector<std::string> args;
-  std::string cwd;               // empty = the ecosystem file's directory
-  std::string interpreter;       // empty = run the script directly
+  std::string cwd;          // empty = the ecosystem file's directory
+  std::string interpreter;  // empty = run the script directly
   ExecMode exec_mode = ExecMode::kFork;
-  int instances = 1;             // resolved: "max" = cores, -1 = cores-1 (at least 1)
-  std::string instances_text;    // as written ("max", "-1", "4")
+  int instances = 1;           // resolved: "max" = cores, -1 = cores-1 (at least 1)
+  std::string instances_text;  // as written ("max", "-1", "4")
   std::optional<ListenAddress> listen;
   uint64_t max_memory_restart = 0;  // bytes; 0 = no limit
   Millis min_uptime{1000};
@@ -72,20 +72,20 @@ struct AppSpec {
   Millis kill_timeout{1600};
   Millis listen_timeout{3000};
   bool wait_ready = false;
-  Millis watchdog{0};            // 0 = off; else a worker must send WATCHDOG=1 this often
+  Millis watchdog{0};  // 0 = off; else a worker must send WATCHDOG=1 this often
   Millis memory_check_interval{500};
   bool autorestart = true;
   std::map<std::string, std::string> env;  // `env` merged with the selected `env_<name>`
-  std::string out_file;          // empty = <home>/logs/<name>-out.log
-  std::string error_file;        // empty = <home>/logs/<name>-error.log
+  std::string out_file;                    // empty = <home>/logs/<name>-out.log
+  std::string error_file;                  // empty = <home>/logs/<name>-error.log
   bool merge_logs = false;
-  std::string log_date_format;   // strftime-like; empty = no timestamp prefix
+  std::string log_date_format;          // strftime-like; empty = no timestamp prefix
   uint64_t log_max_size = 10ull << 20;  // rotate each log file past this size
-  int log_retain = 3;            // rotated files kept
-  std::string uid;               // user name or number; empty = unchanged
+  int log_retain = 3;                   // rotated files kept
+  std::string uid;                      // user name or number; empty = unchanged
   std::string gid;
-  bool builtin_worker = false;   // script == "builtin:worker"
-  WorkerSpec worker;             // meaningful when builtin_worker
+  bool builtin_worker = false;  // script == "builtin:worker"
+  WorkerSpec worker;            // meaningful when builtin_worker
 };
 
 // Defaults for one queue (the `queue.queues.<name>` section).
