@@ -76,6 +76,7 @@ Result<void> install(worker::Worker& w) {
   if (!consumer) return consumer.error();
   keep->registerHandlers(**consumer);
   keep->adoptConsumer(std::move(*consumer));
+  keep->drainOnSignals(o.kill_timeout);
   return success();
 }
 

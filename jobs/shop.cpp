@@ -2,6 +2,8 @@
 // (jobs/install.cpp, which alone needs the worker module).
 #include "jobs/shop.h"
 
+#include <signal.h>
+
 #include <fmt/format.h>
 
 #include "common/log.h"
@@ -21,6 +23,25 @@ void Shop::adoptConsumer(std::unique_ptr<queue::Consumer> consumer) {
   consumer_->start([](Result<void> r) {
     if (!r) log::error("jobs", "shop consumer did not start: {}", r.error().message);
   });
+}
+
+void Shop::drainOnSignals(std::chrono::milliseconds timeout) {
+  drain_timeout_ = timeout;
+  auto on_signal = [](uv_signal_t* h, int) {
+    auto* self = static_cast<Shop*>(h->data);
+    uv_signal_stop(self->sigterm_.get());
+    uv_signal_stop(self->sigint_.get());
+    self->drain(self->drain_timeout_, [] { log::info("jobs", "shop consumer drained"); });
+  };
+  for (auto* h : {&sigterm_, &sigint_}) {
+    uv_signal_init(loop_, h->get());
+    (*h)->data = this;
+  }
+  uv_signal_start(sigterm_.get(), on_signal, SIGTERM);
+  uv_signal_start(sigint_.get(), on_signal, SIGINT);
+  // The worker's own handles decide when the loop ends, not these.
+  uv_unref(sigterm_.handle());
+  uv_unref(sigint_.handle());
 }
 
 void Shop::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
@@ -65,18 +86,22 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
     ++stats_.jobs_failed;
     return done(Error{name + ": payload is not msgpack: " + data.error().message});
   }
-  auto self = shared_from_this();
-  handler(services_, Job{id, name, std::move(*data)}, [self, done = std::move(done)](JobResult r) {
-    switch (r.outcome) {
-      case Outcome::kDone: ++self->stats_.jobs_done; return done(success());
-      case Outcome::kRetry: ++self->stats_.jobs_retried; return done(Error{r.message});
-      case Outcome::kFail: ++self->stats_.jobs_failed; return done(Error{r.message});
+  std::weak_ptr<Shop> weak = weak_from_this();
+  handler(services_, Job{id, name, std::move(*data)}, [weak, done = std::move(done)](JobResult r) {
+    auto self = weak.lock();
+    if (self) {
+      ShopStats& st = self->stats_;
+      ++(r.outcome == Outcome::kDone ? st.jobs_done
+         : r.outcome == Outcome::kRetry ? st.jobs_retried : st.jobs_failed);
     }
+    if (r.outcome == Outcome::kDone) return done(success());
+    done(Error{r.message});
   });
 }
 
 void Shop::registerHandlers(queue::Consumer& consumer) {
-  auto self = shared_from_this();
+  // Weak: the Shop may own this consumer, and a strong reference would be a cycle.
+  std::weak_ptr<Shop> weak = weak_from_this();
   struct Entry {
     const char* name;
     void (*fn)(Services&, const Job&, JobDone);
@@ -85,7 +110,9 @@ void Shop::registerHandlers(queue::Consumer& consumer) {
                   Entry{kEmailBatch, sendEmailBatch}}) {
     std::string name = e.name;
     auto fn = e.fn;
-    consumer.handle(name, [self, name, fn](const queue::Job& job, queue::Done done) {
+    consumer.handle(name, [weak, name, fn](const queue::Job& job, queue::Done done) {
+      auto self = weak.lock();
+      if (!self) return done(Error{"the shop is shutting down"});
       self->run(fn, name, job.id, job.payload, std::move(done));
     });
   }

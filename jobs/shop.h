@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "common/uv_handle.h"
 #include "config/spec.h"
 #include "db/pool.h"
 #include "jobs/api.h"
@@ -69,6 +70,9 @@ class Shop : public std::enable_shared_from_this<Shop> {
   // drain() stops it.
   void adoptConsumer(std::unique_ptr<queue::Consumer> consumer);
   void drain(std::chrono::milliseconds timeout, std::function<void()> done);
+  // On SIGTERM/SIGINT, stop taking jobs and finish (or release) those held
+  // within `timeout`, alongside the worker's own drain.
+  void drainOnSignals(std::chrono::milliseconds timeout);
 
  private:
   Shop();
@@ -88,6 +92,9 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the consumer and client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<queue::Consumer> consumer_;
+  UvHandle<uv_signal_t> sigterm_;
+  UvHandle<uv_signal_t> sigint_;
+  std::chrono::milliseconds drain_timeout_{1600};
   Services services_;
   ShopStats stats_;
 };
