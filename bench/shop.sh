@@ -1,58 +1,54 @@
 #!/usr/bin/env bash
-# Checkout load on the shop: private redis-server and postgres in a temp
-# directory, WORKERS standalone `clusterd worker` processes sharing one port
-# (SO_REUSEPORT) that serve the shop API and consume the orders and email
-# queues, then CONNS concurrent wrk clients POSTing /v1/orders for DURATION
-# seconds. Reports API latency (p50/p95/p99), orders processed per second end
-# to end, queue lag (order created -> processed, p50/p99, and the deepest
-# orders backlog seen), and PostgreSQL commits per order.
-#   bench/shop.sh                          # 200 clients, 20 s, 2 workers
+# Checkout load on the demo shop stack: ecosystem/shop.yaml started by the
+# master in a temporary clusterd home on bench ports (Redis, PostgreSQL with
+# its default durable settings, shop-api x2 in cluster mode, shop-jobs), then
+# CONNS concurrent wrk clients POSTing /v1/orders for DURATION seconds.
+# Reports API latency (p50/p95/p99), orders processed per second end to end,
+# queue lag (order created -> processed, p50/p99, and the deepest orders
+# backlog seen), and PostgreSQL commits per order.
+#   bench/shop.sh                          # 200 clients for 20 s
 #   CONNS=100 DURATION=10 bench/shop.sh
-#   PG_OPTS='-c synchronous_commit=off' bench/shop.sh   # commits without waiting for the WAL flush
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${BIN:-$ROOT/build/cli/clusterd}"
-CONNS="${CONNS:-200}" DURATION="${DURATION:-20}" WORKERS="${WORKERS:-2}"
+CONNS="${CONNS:-200}" DURATION="${DURATION:-20}"
 SKUS="${SKUS:-1000}" STOCK="${STOCK:-1000000}"
-REDIS_PORT="${REDIS_PORT:-6491}" PG_PORT="${PG_PORT:-5491}" HTTP_PORT="${HTTP_PORT:-8491}"
-PGBIN=/usr/lib/postgresql/15/bin
-for tool in wrk redis-server redis-cli psql "$PGBIN/postgres"; do
+export SHOP_REDIS_PORT="${SHOP_REDIS_PORT:-6491}" SHOP_PG_PORT="${SHOP_PG_PORT:-5491}"
+export SHOP_HTTP_PORT="${SHOP_HTTP_PORT:-8491}" SHOP_JOBS_HTTP_PORT="${SHOP_JOBS_HTTP_PORT:-8492}"
+export SHOP_CHECKOUT_LIMIT=1000000  # the demo's per-IP checkout limit would throttle wrk
+for tool in wrk psql curl python3; do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 111; }
 done
 [[ -x $BIN ]] || { echo "build clusterd first: $BIN is missing" >&2; exit 111; }
 
 TMP=$(mktemp -d /tmp/clusterd-shopbench.XXXXXX)
-PIDS=()
+export CLUSTERD_HOME="$TMP/home"
+mkdir -p "$CLUSTERD_HOME/redis" "$CLUSTERD_HOME/mail"
+export SHOP_PG_DATA="$TMP/pg/data"
+mkdir -p "$SHOP_PG_DATA"
+if [[ $(id -u) -eq 0 ]]; then
+  export SHOP_PG_USER=postgres
+  chmod 755 "$TMP"
+  chown -R postgres:postgres "$TMP/pg"
+  chmod 700 "$SHOP_PG_DATA"
+fi
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$BIN" kill >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-
-as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[[ $(id -u) -eq 0 ]] && chown postgres "$TMP" && chmod 755 "$TMP"
-mkdir -p "$TMP/redis" "$TMP/home"
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$TMP/redis" --save "" \
-  --appendonly yes --appendfsync everysec --maxmemory-policy noeviction >"$TMP/redis.log" 2>&1 &
-PIDS+=($!)
-as_pg "$PGBIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 >"$TMP/initdb.log" 2>&1
-as_pg "$PGBIN/postgres" -D "$TMP/pg" -p "$PG_PORT" -k "$TMP" -c listen_addresses=127.0.0.1 \
-  -c max_connections=100 ${PG_OPTS:-} >"$TMP/postgres.log" 2>&1 &
-PIDS+=($!)
-PG="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
-REDIS="redis://127.0.0.1:$REDIS_PORT"
-for _ in $(seq 300); do psql "$PG" -Atc "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
-"$BIN" db migrate --postgres "$PG" >/dev/null
-"$BIN" db seed --products "$SKUS" --stock "$STOCK" --postgres "$PG" >/dev/null
-
-for i in $(seq "$WORKERS"); do
-  CLUSTERD_HOME="$TMP/home" "$BIN" worker --listen "127.0.0.1:$HTTP_PORT" \
-    --queues orders:64,email:4 --redis "$REDIS" --postgres "$PG" >"$TMP/worker-$i.log" 2>&1 &
-  PIDS+=($!)
+ECO="$ROOT/ecosystem/shop.yaml"
+"$BIN" start "$ECO" >/dev/null
+PG="postgresql://postgres@127.0.0.1:$SHOP_PG_PORT/postgres"
+REDIS="redis://127.0.0.1:$SHOP_REDIS_PORT"
+for i in $(seq 120); do
+  "$BIN" db migrate --ecosystem "$ECO" >/dev/null 2>&1 && break
+  [[ $i -eq 120 ]] && { "$BIN" db migrate --ecosystem "$ECO"; exit 111; }
+  sleep 0.5
 done
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null && break; sleep 0.1; done
+"$BIN" db seed --products "$SKUS" --stock "$STOCK" --postgres "$PG" >/dev/null
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$SHOP_HTTP_PORT/health" >/dev/null && break; sleep 0.1; done
+sleep 1
 
 q() { psql "$PG" -Atc "$1"; }
 XACT0=$(q "select xact_commit from pg_stat_database where datname = 'postgres'")
@@ -72,9 +68,9 @@ except Exception: print(0)')
 ) &
 SAMPLER=$!
 
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  workers=$WORKERS  clients=$CONNS  duration=${DURATION}s  postgres: ${PG_OPTS:-defaults}"
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  $(nproc) cores  load average $(cut -d' ' -f1 /proc/loadavg)  clients=$CONNS  duration=${DURATION}s  stack: ecosystem/shop.yaml"
 SHOP_SKUS=$SKUS wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$ROOT/bench/shop_post.lua" \
-  "http://127.0.0.1:$HTTP_PORT" >"$TMP/wrk.txt" 2>&1
+  "http://127.0.0.1:$SHOP_HTTP_PORT" >"$TMP/wrk.txt" 2>&1
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 RESULT=$(grep SHOP_RESULT "$TMP/wrk.txt" || { cat "$TMP/wrk.txt"; exit 1; })

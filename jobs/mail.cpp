@@ -180,43 +180,71 @@ Mailer::Mailer(uv_loop_t* loop, std::shared_ptr<Transport> transport,
       throttle_(mail.per_domain_per_min) {}
 
 namespace {
-struct SendWork {
-  uv_work_t req;
+
+// One batch split over several thread-pool requests; `done` runs when the
+// last part comes back.
+struct SendBatch {
   std::shared_ptr<Transport> transport;
   std::shared_ptr<Mailer::Counters> counters;
   std::vector<Message> messages;
   std::vector<Result<void>> results;
+  size_t parts_left = 0;
   std::function<void(std::vector<Result<void>>)> done;
 };
+
+struct SendPart {
+  uv_work_t req;
+  std::shared_ptr<SendBatch> batch;
+  size_t begin, end;
+  int status = 0;
+};
+
+void finishPart(SendPart* part) {
+  std::unique_ptr<SendPart> owned(part);
+  SendBatch& b = *part->batch;
+  for (size_t i = part->begin; i < part->end; ++i) {
+    if (part->status != 0)
+      b.results[i] = Error{std::string("send cancelled: ") + uv_strerror(part->status)};
+    b.results[i] ? ++b.counters->sent : ++b.counters->failed;
+  }
+  if (--b.parts_left == 0) b.done(std::move(b.results));
+}
+
 }  // namespace
 
 void Mailer::send(std::vector<Message> messages,
                   std::function<void(std::vector<Result<void>>)> done) {
-  auto* w = new SendWork{{}, transport_, counters_, std::move(messages), {}, std::move(done)};
-  w->req.data = w;
-  int rc = uv_queue_work(
-      loop_, &w->req,
-      [](uv_work_t* req) {  // thread pool: blocking I/O is fine here
-        auto* w = static_cast<SendWork*>(req->data);
-        w->results.reserve(w->messages.size());
-        for (const Message& m : w->messages) w->results.push_back(w->transport->send(m));
-      },
-      [](uv_work_t* req, int status) {  // back on the loop
-        std::unique_ptr<SendWork> w(static_cast<SendWork*>(req->data));
-        if (status != 0) {
-          w->results.clear();
-          for (size_t i = 0; i < w->messages.size(); ++i)
-            w->results.push_back(Error{std::string("send cancelled: ") + uv_strerror(status)});
-        }
-        for (auto& r : w->results) r ? ++w->counters->sent : ++w->counters->failed;
-        w->done(std::move(w->results));
-      });
-  if (rc != 0) {
-    std::unique_ptr<SendWork> owned(w);
-    std::vector<Result<void>> results;
-    for (size_t i = 0; i < owned->messages.size(); ++i)
-      results.push_back(Error{std::string("uv_queue_work: ") + uv_strerror(rc)});
-    owned->done(std::move(results));
+  auto batch = std::make_shared<SendBatch>();
+  batch->transport = transport_;
+  batch->counters = counters_;
+  batch->messages = std::move(messages);
+  size_t n = batch->messages.size();
+  batch->results.assign(n, success());
+  batch->done = std::move(done);
+  if (n == 0) return batch->done({});
+  // A maildir delivery waits for an fsync and an SMTP send for a server:
+  // spreading a batch over the pool's threads lets those waits overlap.
+  size_t parts = std::min<size_t>(kSendParallelism, (n + 7) / 8);
+  batch->parts_left = parts;
+  for (size_t p = 0; p < parts; ++p) {
+    auto* part = new SendPart{{}, batch, n * p / parts, n * (p + 1) / parts};
+    part->req.data = part;
+    int rc = uv_queue_work(
+        loop_, &part->req,
+        [](uv_work_t* req) {  // thread pool: blocking I/O is fine here
+          auto* part = static_cast<SendPart*>(req->data);
+          SendBatch& b = *part->batch;
+          for (size_t i = part->begin; i < part->end; ++i) b.results[i] = b.transport->send(b.messages[i]);
+        },
+        [](uv_work_t* req, int status) {  // back on the loop
+          auto* part = static_cast<SendPart*>(req->data);
+          part->status = status;
+          finishPart(part);
+        });
+    if (rc != 0) {
+      part->status = rc;
+      finishPart(part);
+    }
   }
 }
 

@@ -81,9 +81,11 @@ class DomainThrottle {
 
 class Mailer {
  public:
+  // Thread-pool requests one batch is spread over (libuv's pool has 4 threads).
+  static constexpr size_t kSendParallelism = 4;
   Mailer(uv_loop_t* loop, std::shared_ptr<Transport> transport, const config::MailSection& mail);
-  // Sends the messages one after another on the thread pool; `done` runs on
-  // the loop with one result per message, in order.
+  // Sends the messages on the thread pool, in up to kSendParallelism parts
+  // at once; `done` runs on the loop with one result per message, in order.
   void send(std::vector<Message> messages, std::function<void(std::vector<Result<void>>)> done);
   const std::string& from() const { return from_; }
   DomainThrottle& throttle() { return throttle_; }
