@@ -61,7 +61,7 @@ ORDERS0=$(q "select count(*) from orders")
     j=$("$BIN" --redis "$REDIS" queues --json 2>/dev/null | python3 -c 'import json,sys
 try:
   print(max([q["waiting"] for q in json.load(sys.stdin) if q["queue"]=="orders"] or [0]))
-except Exception: print(0)')
+except Exception: print(0)' 2>/dev/null)
     [[ ${j:-0} -gt $max ]] && max=$j
     echo "$max" >"$TMP/backlog"
   done
@@ -86,7 +86,12 @@ read -r ORDERS PENDING SPAN LAG50 LAG99 <<<"$(q "select count(*), count(*) filte
   1000 * extract(epoch from percentile_cont(0.5) within group (order by processed_at - created_at)),
   1000 * extract(epoch from percentile_cont(0.99) within group (order by processed_at - created_at))
   from orders where id > $ORDERS0" | tr '|' ' ')"
-EMAILS=$(q "select count(*) from email_outbox where status = 'sent'")
+for _ in $(seq 300); do
+  [[ $(q "select count(*) from email_outbox where status = 'pending'") == 0 ]] && break
+  sleep 0.2
+done
+read -r EMAILS MAILSPAN <<<"$(q "select count(*), extract(epoch from max(sent_at) - min(created_at))
+  from email_outbox where status = 'sent'" | tr '|' ' ')"
 val() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$RESULT"; }
 python3 - "$RESULT" <<PY
 requests, duration = $(val requests), $(val duration_s)
@@ -101,5 +106,5 @@ print(f"| orders processed/s end to end | {(orders - pending) / span if span els
 print(f"| queue lag created -> processed p50 / p99 | {float('${LAG50:-0}'):.0f} / {float('${LAG99:-0}'):.0f} ms | |")
 print(f"| deepest orders backlog seen | $(cat "$TMP/backlog" 2>/dev/null || echo 0) jobs | |")
 print(f"| PostgreSQL commits per order | {xacts / orders if orders else 0:.2f} | |")
-print(f"| confirmation emails sent | $EMAILS | |")
+print(f"| confirmation emails written to the maildir | $EMAILS ({$EMAILS / float('${MAILSPAN:-0}' or 1):.0f}/s) | one per confirmed order |")
 PY

@@ -13,6 +13,9 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <mutex>
+
+#include "common/uv_handle.h"
 
 namespace clusterd::jobs {
 
@@ -83,39 +86,66 @@ class MaildirTransport final : public Transport {
   std::string describe() const override { return "maildir " + dir_; }
 
   Result<void> send(const Message& m) override {
-    if (auto r = ensureDirs(); !r) return r;
-    // Deterministic per outbox row: a re-sent message cannot make a second file.
-    std::string name = fmt::format("{}.O{}.clusterd", m.created_epoch, m.outbox_id);
-    std::string tmp = dir_ + "/tmp/" + name, dst = dir_ + "/new/" + name;
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0) return Error{fmt::format("open {}: {}", tmp, std::strerror(errno))};
-    std::string raw = m.raw();
-    size_t off = 0;
-    while (off < raw.size()) {
-      ssize_t n = ::write(fd, raw.data() + off, raw.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int e = errno;
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return Error{fmt::format("write {}: {}", tmp, std::strerror(e))};
-      }
-      off += static_cast<size_t>(n);
+    std::vector<Message> one{m};
+    std::vector<Result<void>> results(1, success());
+    sendBatch(one, 0, 1, results);
+    return results[0];
+  }
+
+  void sendBatch(const std::vector<Message>& messages, size_t begin, size_t end,
+                 std::vector<Result<void>>& results) override {
+    auto fail_all = [&](const Error& e) {
+      for (size_t i = begin; i < end; ++i) results[i] = e;
+    };
+    if (auto r = ensureDirs(); !r) return fail_all(r.error());
+    // 1. Every message into tmp/ under a name derived from its outbox row, so
+    //    a re-sent message cannot make a second file.
+    std::vector<std::string> names(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const Message& m = messages[i];
+      names[i - begin] = fmt::format("{}.O{}.clusterd", m.created_epoch, m.outbox_id);
+      results[i] = writeTmp(dir_ + "/tmp/" + names[i - begin], m.raw());
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    // 2. One flush makes them all durable before any is visible in new/.
+    UniqueFd dirfd(::open((dir_ + "/tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dirfd || ::syncfs(dirfd.get()) != 0) {
+      Error e{fmt::format("syncfs {}/tmp: {}", dir_, std::strerror(errno))};
+      for (size_t i = begin; i < end; ++i) ::unlink((dir_ + "/tmp/" + names[i - begin]).c_str());
+      return fail_all(e);
+    }
+    // 3. Deliver: link into new/ (an existing name means already delivered).
+    for (size_t i = begin; i < end; ++i) {
+      if (!results[i]) continue;
+      std::string tmp = dir_ + "/tmp/" + names[i - begin], dst = dir_ + "/new/" + names[i - begin];
+      int rc = ::link(tmp.c_str(), dst.c_str());
       int e = errno;
       ::unlink(tmp.c_str());
-      return Error{fmt::format("fsync {}: {}", tmp, std::strerror(e))};
+      if (rc != 0 && e != EEXIST) results[i] = Error{fmt::format("link {}: {}", dst, std::strerror(e))};
     }
-    int rc = ::link(tmp.c_str(), dst.c_str());
-    int e = errno;
-    ::unlink(tmp.c_str());
-    if (rc != 0 && e != EEXIST) return Error{fmt::format("link {}: {}", dst, std::strerror(e))};
-    return success();
+    UniqueFd newfd(::open((dir_ + "/new").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (newfd) ::fsync(newfd.get());
   }
 
  private:
+  static Result<void> writeTmp(const std::string& path, const std::string& raw) {
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
+    if (!fd) return Error{fmt::format("open {}: {}", path, std::strerror(errno))};
+    size_t off = 0;
+    while (off < raw.size()) {
+      ssize_t n = ::write(fd.get(), raw.data() + off, raw.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int e = errno;
+        ::unlink(path.c_str());
+        return Error{fmt::format("write {}: {}", path, std::strerror(e))};
+      }
+      off += static_cast<size_t>(n);
+    }
+    return success();
+  }
+
   Result<void> ensureDirs() {
+    std::lock_guard<std::mutex> lock(mu_);
     if (ready_) return success();
     for (const char* sub : {"", "/tmp", "/new", "/cur"}) {
       std::string d = dir_ + sub;
@@ -128,6 +158,7 @@ class MaildirTransport final : public Transport {
   }
 
   std::string dir_;
+  std::mutex mu_;  // ensureDirs runs on pool threads
   bool ready_ = false;
 };
 
@@ -222,9 +253,9 @@ void Mailer::send(std::vector<Message> messages,
   batch->results.assign(n, success());
   batch->done = std::move(done);
   if (n == 0) return batch->done({});
-  // A maildir delivery waits for an fsync and an SMTP send for a server:
-  // spreading a batch over the pool's threads lets those waits overlap.
-  size_t parts = std::min<size_t>(kSendParallelism, (n + 7) / 8);
+  // An SMTP send waits for a server: spreading a batch over the pool threads
+  // lets those waits overlap (a maildir batch is one flush and goes whole).
+  size_t parts = std::max<size_t>(1, std::min(transport_->parallelism(), (n + 7) / 8));
   batch->parts_left = parts;
   for (size_t p = 0; p < parts; ++p) {
     auto* part = new SendPart{{}, batch, n * p / parts, n * (p + 1) / parts};
@@ -234,7 +265,7 @@ void Mailer::send(std::vector<Message> messages,
         [](uv_work_t* req) {  // thread pool: blocking I/O is fine here
           auto* part = static_cast<SendPart*>(req->data);
           SendBatch& b = *part->batch;
-          for (size_t i = part->begin; i < part->end; ++i) b.results[i] = b.transport->send(b.messages[i]);
+          b.transport->sendBatch(b.messages, part->begin, part->end, b.results);
         },
         [](uv_work_t* req, int status) {  // back on the loop
           auto* part = static_cast<SendPart*>(req->data);

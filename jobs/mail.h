@@ -5,7 +5,9 @@
 //
 // Design: a message's file name in the maildir and its Message-ID derive
 // from the outbox row id, and delivery into new/ is a link(2) that refuses
-// an existing name. A batch that is sent again after a crash (the rows were
+// an existing name. A maildir batch writes every file into tmp/, makes them
+// durable with one syncfs(2), then links them into new/ (one flush per batch
+// rather than one fsync per message). A batch that is sent again after a crash (the rows were
 // not yet marked sent) therefore leaves exactly one file per message. SMTP
 // cannot promise that; receivers can drop duplicates by Message-ID.
 #pragma once
@@ -49,6 +51,13 @@ class Transport {
  public:
   virtual ~Transport() = default;
   virtual Result<void> send(const Message& m) = 0;
+  // Sends messages[begin, end) into results[begin, end); by default one by one.
+  virtual void sendBatch(const std::vector<Message>& messages, size_t begin, size_t end,
+                         std::vector<Result<void>>& results) {
+    for (size_t i = begin; i < end; ++i) results[i] = send(messages[i]);
+  }
+  // How many thread-pool requests one batch may be spread over.
+  virtual size_t parallelism() const { return 1; }
   virtual std::string describe() const = 0;
 };
 
@@ -81,11 +90,9 @@ class DomainThrottle {
 
 class Mailer {
  public:
-  // Thread-pool requests one batch is spread over (libuv's pool has 4 threads).
-  static constexpr size_t kSendParallelism = 4;
   Mailer(uv_loop_t* loop, std::shared_ptr<Transport> transport, const config::MailSection& mail);
-  // Sends the messages on the thread pool, in up to kSendParallelism parts
-  // at once; `done` runs on the loop with one result per message, in order.
+  // Sends the messages on the thread pool, in up to transport->parallelism()
+  // parts at once; `done` runs on the loop with one result per message, in order.
   void send(std::vector<Message> messages, std::function<void(std::vector<Result<void>>)> done);
   const std::string& from() const { return from_; }
   DomainThrottle& throttle() { return throttle_; }

@@ -38,6 +38,8 @@ class SmtpTransport final : public Transport {
   }
 
   std::string describe() const override { return "smtp " + url_; }
+  // Each pool thread keeps its own connection, so a batch may use all four.
+  size_t parallelism() const override { return 4; }
 
   Result<void> send(const Message& m) override {
     // Each thread-pool thread keeps its own handle (and so its own connection).
