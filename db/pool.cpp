@@ -141,6 +141,19 @@ void Pool::serveWaiters() {
 }
 
 void Pool::runMerged(Slot& slot) {
+  // A run of groupable batches at the front shares one transaction.
+  size_t groupable = 0;
+  for (auto it = waiters_.begin(); it != waiters_.end() && it->groupable && groupable < kMaxMerged;
+       ++it)
+    ++groupable;
+  if (groupable > 1) {
+    std::vector<Waiter> group;
+    for (size_t i = 0; i < groupable; ++i) {
+      group.push_back(std::move(waiters_.front()));
+      waiters_.pop_front();
+    }
+    return runGrouped(slot, std::move(group));
+  }
   std::vector<Connection::Work> works;
   while (!waiters_.empty() && !waiters_.front().batch.empty() && works.size() < kMaxMerged) {
     Waiter w = std::move(waiters_.front());
@@ -159,6 +172,42 @@ void Pool::runMerged(Slot& slot) {
     };
   }
   conn->executeMany(std::move(works));
+}
+
+void Pool::runGrouped(Slot& slot, std::vector<Waiter> group) {
+  slot.leased = true;
+  Connection* conn = slot.conn.get();
+  std::vector<Statement> batch{Statement{"BEGIN", {}}};
+  std::vector<size_t> sizes;
+  for (Waiter& w : group) {
+    sizes.push_back(w.batch.size());
+    for (Statement& st : w.batch) batch.push_back(st);
+  }
+  batch.push_back(Statement{"COMMIT", {}});
+  auto shared = std::make_shared<std::vector<Waiter>>(std::move(group));
+  conn->execute(std::move(batch), [this, conn, shared, sizes](Reply r) {
+    noteReply(conn, r);
+    bool committed = r.ok() && !r.results.empty() && r.results.back().commandStatus() == "COMMIT";
+    if (!committed) {
+      // Run each batch again on its own (at the front, in order): only the
+      // one at fault sees its error.
+      ++stats_.group_retries;
+      for (auto it = shared->rbegin(); it != shared->rend(); ++it) {
+        it->groupable = false;
+        waiters_.push_front(std::move(*it));
+      }
+      release(conn);  // rolls back first if needed, then serves the queue
+      return;
+    }
+    stats_.grouped += shared->size();
+    release(conn);
+    size_t at = 1;  // after BEGIN
+    for (size_t i = 0; i < shared->size(); ++i) {
+      Reply part;
+      for (size_t k = 0; k < sizes[i]; ++k) part.results.push_back(r.results[at++]);
+      (*shared)[i].done(std::move(part));
+    }
+  });
 }
 
 void Pool::armWaiterTimer() {
@@ -252,10 +301,20 @@ void Pool::pipeline(std::vector<Statement> batch, ReplyCallback done) {
             });
     return;
   }
+  enqueueBatch(std::move(batch), std::move(done), false);
+}
+
+void Pool::pipelineGrouped(std::vector<Statement> batch, ReplyCallback done) {
+  assert(!batch.empty());
+  enqueueBatch(std::move(batch), std::move(done), true);
+}
+
+void Pool::enqueueBatch(std::vector<Statement> batch, ReplyCallback done, bool groupable) {
   Waiter w;
   w.deadline_ms = nowMs(loop_) + static_cast<uint64_t>(options_.acquire_timeout.count());
   w.batch = std::move(batch);
   w.done = std::move(done);
+  w.groupable = groupable;
   waiters_.push_back(std::move(w));
   serveWaiters();
   armWaiterTimer();

@@ -52,6 +52,8 @@ struct PoolStats {
   uint64_t reconnects = 0;      // connections reopened after a failure
   uint64_t acquire_timeouts = 0;
   uint64_t merged = 0;          // batches that shared a pipeline with others
+  uint64_t grouped = 0;         // batches committed in a shared transaction
+  uint64_t group_retries = 0;   // shared transactions that failed and ran batch by batch
   int connections = 0;          // open now
   int busy = 0;                 // leased now
   size_t waiting = 0;           // requests queued for a connection
@@ -106,6 +108,13 @@ class Pool {
   // the others alone. A parameterless single statement runs alone (it may
   // be a multi-command script).
   void pipeline(std::vector<Statement> batch, ReplyCallback done);
+  // Like pipeline(), for a batch that may also share its *transaction* with
+  // other such batches queued at the same time: BEGIN, all of them, COMMIT,
+  // so one WAL flush commits the lot (group commit). If the shared
+  // transaction fails, each batch runs again alone, so an error reaches only
+  // the batch that caused it. For statements that are safe to run twice when
+  // the first run rolled back (e.g. INSERT ... ON CONFLICT).
+  void pipelineGrouped(std::vector<Statement> batch, ReplyCallback done);
   // Leases a connection for a transaction; BEGIN is sent with the first run().
   void transaction(TransactionCallback done);
   // SELECT 1 with its own deadline, for health checks.
@@ -124,6 +133,7 @@ class Pool {
     uint64_t deadline_ms = 0;
     std::vector<Statement> batch;  // non-empty: a mergeable batch
     ReplyCallback done;
+    bool groupable = false;        // may share a transaction with its neighbours
   };
   static constexpr size_t kMaxMerged = 64;
 
@@ -132,6 +142,8 @@ class Pool {
   void release(Connection* conn);
   void execute(Connection* conn, std::vector<Statement> batch, ReplyCallback done);
   void runMerged(Slot& slot);
+  void runGrouped(Slot& slot, std::vector<Waiter> group);
+  void enqueueBatch(std::vector<Statement> batch, ReplyCallback done, bool groupable);
   void connectSlot(Slot& slot);
   void scheduleReconnect(Slot& slot, const DbError& why);
   void serveWaiters();

@@ -86,7 +86,8 @@ void insertOrder(db::Pool& pool, const OrderRequest& req,
       req.customer, key, db::textArray(skus), db::int64Array(qtys));
   auto attempt = std::make_shared<std::function<void(int)>>();
   *attempt = [&pool, s, done = std::move(done), attempt](int tries) {
-    pool.query(s, [done, attempt, tries](db::Reply r) {
+    // Concurrent checkouts share a transaction, and so a WAL flush.
+    pool.pipelineGrouped({s}, [done, attempt, tries](db::Reply r) {
       if (!r.ok()) {
         done({}, std::move(r.error));
         *attempt = nullptr;

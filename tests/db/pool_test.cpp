@@ -241,3 +241,48 @@ TEST_CASE("queued requests share one pipeline and an error in one leaves the oth
   CHECK(pg.scalar("SELECT count(*) FROM t") == "19");
   CHECK(runQuery(loop, pool, stmt("SELECT $1::int", 1)).ok());
 }
+
+TEST_CASE("grouped batches commit in one transaction and a failure reaches only its batch",
+          "[db][postgres]") {
+  PostgresServer pg;
+  pg.query("CREATE TABLE t (x int PRIMARY KEY)");
+  TestLoop loop;
+  Pool pool(loop.get(), optionsFor(pg, 1));
+  REQUIRE(runQuery(loop, pool, stmt("SELECT 1")).ok());
+  // Occupy the one connection so the grouped inserts queue up behind it.
+  bool slept = false;
+  pool.query(stmt("SELECT pg_sleep($1::float)", "0.05"), [&](Reply) { slept = true; });
+  int ok = 0, failed = 0;
+  std::string failed_state;
+  for (int i = 0; i < 12; ++i) {
+    pool.pipelineGrouped({stmt("INSERT INTO t VALUES ($1) RETURNING x", i)}, [&](Reply r) {
+      REQUIRE((r.ok() ? r.results.size() == 1 : true));
+      r.ok() ? ++ok : ++failed;
+    });
+  }
+  REQUIRE(loop.runUntil([&] { return slept && ok == 12; }));
+  CHECK(pool.stats().grouped == 12);
+  CHECK(pg.scalar("SELECT count(*) FROM t") == "12");
+
+  // A duplicate in the next group: the group fails, then each batch runs alone.
+  slept = false;
+  ok = 0;
+  pool.query(stmt("SELECT pg_sleep($1::float)", "0.05"), [&](Reply) { slept = true; });
+  for (int i = 100; i < 110; ++i) {
+    int v = i == 105 ? 3 : i;  // 3 exists already
+    pool.pipelineGrouped({stmt("INSERT INTO t VALUES ($1)", v)}, [&](Reply r) {
+      if (r.ok()) {
+        ++ok;
+      } else {
+        ++failed;
+        failed_state = r.error->sqlstate;
+      }
+    });
+  }
+  REQUIRE(loop.runUntil([&] { return slept && ok + failed == 10; }));
+  CHECK(ok == 9);
+  CHECK(failed == 1);
+  CHECK(failed_state == "23505");
+  CHECK(pool.stats().group_retries == 1);
+  CHECK(pg.scalar("SELECT count(*) FROM t") == "21");
+}
