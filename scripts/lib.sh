@@ -8,6 +8,7 @@ CLUSTERD_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libhttp-parser-dev libcli11-dev libfmt-dev
   zlib1g-dev libcurl4-openssl-dev
   redis-server redis-tools postgresql curl
+  python3  # the SMTP transport test talks to Python's smtpd; bench/shop.sh
 )
 
 # ensure_packages [extra packages...]
