@@ -49,8 +49,12 @@ TEST_CASE_METHOD(test::QueueFixture, "after a SIGKILL every job completes and on
   std::vector<NewJob> jobs;
   for (int i = 0; i < 400; ++i) jobs.push_back(newJob("work"));
   enqueueMany("k", std::move(jobs));
-  auto a = startConsumer(redis, "k", 20, dir, 20, 1000);
-  REQUIRE(test::waitFor([&] { return lines(dir.file("dones")).size() >= 50; }, 10s));
+  auto a = startConsumer(redis, "k", 20, dir, 100, 1000);
+  // Kill once some jobs are done and a batch is running.
+  REQUIRE(test::waitFor([&] {
+    size_t done = lines(dir.file("dones")).size();
+    return done >= 50 && lines(dir.file("starts")).size() >= done + 10;
+  }, 10s));
   a->signal(SIGKILL);
   a->wait(5s);
   auto starts_at_kill = lines(dir.file("starts"));
@@ -59,7 +63,7 @@ TEST_CASE_METHOD(test::QueueFixture, "after a SIGKILL every job completes and on
   for (auto& id : starts_at_kill)
     if (!done_at_kill.count(id)) in_flight.insert(id);
   CHECK(!in_flight.empty());
-  auto b = startConsumer(redis, "k", 20, dir, 20, 1000);
+  auto b = startConsumer(redis, "k", 40, dir, 5, 1000);
   REQUIRE(test::waitFor([&] { return distinctLines(dir.file("dones")).size() == 400; }, 30s));
   auto starts = lines(dir.file("starts"));
   std::set<std::string> twice;
