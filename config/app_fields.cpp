@@ -186,9 +186,11 @@ const std::vector<Field<AppDraft>>& appFields() {
          assign(r.integer(e.value, at(e), p, 0, 1000), [&](int64_t v) { d.spec.log_retain = static_cast<int>(v); });
        }},
       {"uid", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
+         d.uid_at = at(e);
          assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.uid = s; });
        }},
       {"gid", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
+         d.gid_at = at(e);
          assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.gid = s; });
        }},
       {"queues", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {

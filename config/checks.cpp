@@ -155,10 +155,10 @@ void checkApps(Reader& r, std::vector<AppDraft>& drafts, const LoadOptions& opti
     // A user or group unknown here is only a warning: the file may be
     // checked on a machine other than the one that runs it.
     if (!s.uid.empty() && !isNumber(s.uid) && getpwnam(s.uid.c_str()) == nullptr) {
-      r.warning(d.at, d.path + ".uid", fmt::format("no user `{}` on this machine", s.uid));
+      r.warning(d.uid_at, d.path + ".uid", fmt::format("no user `{}` on this machine", s.uid));
     }
     if (!s.gid.empty() && !isNumber(s.gid) && getgrnam(s.gid.c_str()) == nullptr) {
-      r.warning(d.at, d.path + ".gid", fmt::format("no group `{}` on this machine", s.gid));
+      r.warning(d.gid_at, d.path + ".gid", fmt::format("no group `{}` on this machine", s.gid));
     }
   }
 }

@@ -23,6 +23,8 @@ struct AppDraft {
   YAML::Mark name_at = YAML::Mark::null_mark();
   YAML::Mark script_at = YAML::Mark::null_mark();
   YAML::Mark listen_at = YAML::Mark::null_mark();
+  YAML::Mark uid_at = YAML::Mark::null_mark();
+  YAML::Mark gid_at = YAML::Mark::null_mark();
   bool has_name = false;
   bool has_script = false;
   bool exec_mode_set = false;

@@ -32,7 +32,7 @@ constexpr Pm2Key kPm2Keys[] = {
     {"watch_options", Verdict::kIgnore, ""},
     {"kill_retry_time", Verdict::kIgnore, ""},
     {"treekill", Verdict::kIgnoreWhenTrue,
-     "clusterd always stops a worker by signalling its process"},
+     "clusterd always signals a worker's whole process group"},
     {"watch", Verdict::kIgnoreWhenFalse,
      "clusterd does not watch files; restart with `clusterd reload <app>` after a deploy"},
     {"autostart", Verdict::kIgnoreWhenTrue,
@@ -53,7 +53,8 @@ constexpr Pm2Key kPm2Keys[] = {
     {"increment_var", Verdict::kReject,
      "use CLUSTERD_INSTANCE or NODE_APP_INSTANCE, which every instance gets"},
     {"instance_var", Verdict::kReject,
-     "every instance gets CLUSTERD_INSTANCE and NODE_APP_INSTANCE"},
+     "every instance gets CLUSTERD_INSTANCE and NODE_APP_INSTANCE (instance_var: NODE_APP_INSTANCE "
+     "is accepted)"},
     {"stop_exit_codes", Verdict::kReject, "set `autorestart: false` to never restart"},
     {"shutdown_with_message", Verdict::kReject,
      "workers are stopped with SIGTERM, then SIGKILL after kill_timeout"},
@@ -65,6 +66,10 @@ constexpr Pm2Key kPm2Keys[] = {
 }  // namespace
 
 bool readPm2OnlyKey(Reader& r, const Reader::Entry& e, const std::string& path) {
+  // PM2's default name for the instance variable is what clusterd sets anyway.
+  if (e.key == "instance_var" && e.value.IsScalar() && e.value.Scalar() == "NODE_APP_INSTANCE") {
+    return true;
+  }
   for (const auto& k : kPm2Keys) {
     if (k.key != e.key) continue;
     const YAML::Mark at = Reader::markOf(e.value, e.key_node);

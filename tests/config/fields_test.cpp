@@ -304,3 +304,42 @@ TEST_CASE("listen accepts IPv4 and bracketed IPv6 and localhost and the star and
   CHECK(listen("unix:/run/app.sock").kind == ListenAddress::Kind::kUnix);
   CHECK(listen("./app.sock").path.back() == 'k');
 }
+
+TEST_CASE("a missing script path and an unknown user are warnings at their values") {
+  auto r = loadText(
+      "apps:\n  - name: a\n    script: ./no/such/program\n    uid: no-such-user-here\n"
+      "    gid: no-such-group-here\n    instance_var: NODE_APP_INSTANCE\n");
+  INFO(allErrors(r));
+  REQUIRE(r.ok());
+  REQUIRE(r.warnings.size() == 3);
+  CHECK(r.warnings[0].field == "apps[0].script");
+  CHECK(r.warnings[0].line == 3);
+  CHECK(r.warnings[0].column == 13);
+  CHECK_THAT(r.warnings[0].message, Catch::Contains("does not exist on this machine"));
+  CHECK(r.warnings[1].field == "apps[0].uid");
+  CHECK(r.warnings[1].line == 4);
+  CHECK(r.warnings[1].column == 10);
+  CHECK(r.warnings[2].field == "apps[0].gid");
+  CHECK(r.warnings[2].line == 5);
+}
+
+TEST_CASE("numbers and booleans may come from variables") {
+  auto r = loadText(
+      "apps:\n  - name: a\n    script: /bin/true\n    instances: ${N:-3}\n"
+      "    autorestart: ${RESTART}\n    max_memory_restart: ${MEM:-1G}\n    kill_timeout: ${KT}\n",
+      {{"RESTART", "false"}, {"KT", "2s"}});
+  INFO(allErrors(r));
+  REQUIRE(r.ok());
+  const AppSpec& a = r.ecosystem.apps[0];
+  CHECK(a.instances == 3);
+  CHECK_FALSE(a.autorestart);
+  CHECK(a.max_memory_restart == 1ull << 30);
+  CHECK(a.kill_timeout == milliseconds(2000));
+}
+
+TEST_CASE("a script name without a slash stays a command for the PATH lookup") {
+  auto r = loadText("apps:\n  - name: r\n    script: redis-server\n");
+  REQUIRE(r.ok());
+  CHECK(r.ecosystem.apps[0].script == "redis-server");
+  CHECK(r.warnings.empty());
+}
