@@ -46,6 +46,8 @@ for procs in 1 2; do
   R[c_proc${procs}_cmds]=$(calc "round(($c1-$c0)/$N,2)")
   R[c_proc${procs}_cpu]=$(calc "round(($u1-$u0)*1e6/$N,1)")
 done
+rc flushall >/dev/null
+c_lat=$("$BUILD/bench/queue_latency" "$URL" 2000 10 2>/dev/null); echo "clusterd stream: $c_lat" >&2
 # ---- BullMQ (the peers' own driver) ----
 cd "$PEERS"
 bull() { rc flushall >/dev/null; REDIS_PORT=$PORT REDIS_PID=$RPID timeout 400 node bull/bench.js "$@" | sed -n 's/^RESULT //p'; }
@@ -56,6 +58,8 @@ b_p2=$(bull process "$N" 2 50); echo "bullmq process 2: $b_p2" >&2
 R[b_enq]=$(jget "$b_enq" jobs_per_s); R[b_proc1]=$(jget "$b_p1" jobs_per_s); R[b_proc2]=$(jget "$b_p2" jobs_per_s)
 R[b_proc1_cmds]=$(jget "$b_p1" redis_cmds_per_job); R[b_proc1_cpu]=$(jget "$b_p1" redis_cpu_us_per_job)
 R[b_enq_cpu]=$(jget "$b_enq" redis_cpu_us_per_job)
+b_lat=$(bull stream 2000 10 1 50); echo "bullmq stream: $b_lat" >&2
+lat() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d$2)" "$1"; }
 
 echo "| metric | clusterd | BullMQ | ratio |"
 echo "|---|---|---|---|"
@@ -64,4 +68,6 @@ echo "| no-op processing, 1 process x 50, jobs/s | ${R[c_proc1]} | ${R[b_proc1]}
 echo "| no-op processing, 2 processes x 50, jobs/s | ${R[c_proc2]} | ${R[b_proc2]} | $(calc "round(${R[c_proc2]}/max(${R[b_proc2]},1),1)")x |"
 echo "| Redis commands per processed job (1 process) | ${R[c_proc1_cmds]} | ${R[b_proc1_cmds]} | $(calc "round(${R[c_proc1_cmds]}/max(${R[b_proc1_cmds]},0.01),2)")x |"
 echo "| Redis CPU per processed job, us (1 process) | ${R[c_proc1_cpu]} | ${R[b_proc1_cpu]} | $(calc "round(${R[c_proc1_cpu]}/max(${R[b_proc1_cpu]},0.01),2)")x |"
+echo "| 2,000 jobs/s offered: enqueue -> start p50 / p99, ms | $(lat "$c_lat" "['start_p50_ms']") / $(lat "$c_lat" "['start_p99_ms']") | $(lat "$b_lat" "['pickup_ms']['p50']") / $(lat "$b_lat" "['pickup_ms']['p99']") | |"
+echo "| 2,000 jobs/s offered: enqueue -> completed p50 / p99, ms | $(lat "$c_lat" "['done_p50_ms']") / $(lat "$c_lat" "['done_p99_ms']") | $(lat "$b_lat" "['complete_ms']['p50']") / $(lat "$b_lat" "['complete_ms']['p99']") | |"
 echo "| Redis CPU per enqueued job, us | ${R[c_enq_cpu]} | ${R[b_enq_cpu]} | $(calc "round(${R[c_enq_cpu]}/max(${R[b_enq_cpu]},0.01),2)")x |"
