@@ -98,9 +98,12 @@ TEST_CASE("orders enqueued on the real queue are processed and their emails land
   REQUIRE(f.loop.runUntil(
       [&] { return f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'pending'") == "0"; }, 30s));
   CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "10");
+  // A message is linked into new/ before its outbox row is marked sent, so
+  // wait for the row, then count the files.
   REQUIRE(f.loop.runUntil(
-      [&] { return countFiles(q.home.path() + "/mail/new") == 10; }, 20s));
-  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox WHERE status = 'sent'") == "10");
+      [&] { return f.pg.scalar("SELECT count(*) FROM email_outbox WHERE status = 'sent'") == "10"; },
+      20s));
+  CHECK(countFiles(q.home.path() + "/mail/new") == 10);
   // The same job run twice (a redelivery) is a no-op: enqueue order 1 again.
   q.enqueueOrder(f, ids[0]);
   f.loop.runFor(300ms);
