@@ -206,6 +206,8 @@ Result<void> decodeMeta(std::string_view bytes, Job& job) {
       job.stalls = static_cast<int>(n);
     } else if (k == "reason") {
       job.reason = asString(kv.val);
+    } else if (k == "permanent") {
+      job.permanent = kv.val.type == msgpack::type::BOOLEAN && kv.val.via.boolean;
     } else if (k == "errors" && kv.val.type == msgpack::type::ARRAY) {
       for (uint32_t j = 0; j < kv.val.via.array.size; ++j) {
         const auto& e = kv.val.via.array.ptr[j];
@@ -272,6 +274,7 @@ nlohmann::json Job::toJson() const {
                       {"errors", errs}};
   if (!unique_key.empty()) j["unique"] = unique_key;
   if (!reason.empty()) j["reason"] = reason;
+  if (permanent) j["permanent"] = true;
   return j;
 }
 

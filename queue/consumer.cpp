@@ -19,6 +19,16 @@ int64_t backoffDelayMs(BackoffType type, int64_t base_ms, int attempt, uint32_t 
   return half + static_cast<int64_t>(random % static_cast<uint64_t>(full - half + 1));
 }
 
+namespace {
+constexpr std::string_view kPermanentPrefix = "permanent failure: ";
+}  // namespace
+
+Error permanentFailure(std::string_view message) {
+  return Error{fmt::format("{}{}", kPermanentPrefix, message)};
+}
+
+bool isPermanentFailure(const Error& error) { return error.message.rfind(kPermanentPrefix, 0) == 0; }
+
 // ---- Consumer (the public face) ----
 
 Result<std::unique_ptr<Consumer>> Consumer::create(uv_loop_t* loop, ConsumerOptions options) {

@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -33,7 +34,8 @@
 namespace clusterd::queue {
 
 // Completes one job: success() or an Error whose message is kept as the
-// attempt's error. Call it exactly once, on the loop thread.
+// attempt's error. Call it exactly once, on the loop thread. A plain Error is
+// retried while the job has attempts left; permanentFailure() is not.
 using Done = std::function<void(Result<void>)>;
 // Runs on the loop thread; must not block it.
 using AsyncHandler = std::function<void(const Job&, Done)>;
@@ -92,6 +94,14 @@ class Consumer {
   explicit Consumer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// A failure that retrying cannot fix (bad data, a constraint violation):
+// `done(permanentFailure("order 7: unknown sku 'X'"))`, or return it from a
+// sync handler, and the job goes straight to dead with its remaining attempts
+// unused. The message becomes "permanent failure: <message>"; any Error whose
+// message starts so counts as permanent (pass it on unchanged, do not wrap it).
+Error permanentFailure(std::string_view message);
+bool isPermanentFailure(const Error& error);
 
 // The retry delay after `attempt` failed attempts (1-based): fixed, or
 // base * 2^(attempt-1) with jitter (a random point in the upper half).

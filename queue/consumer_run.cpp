@@ -1,6 +1,7 @@
 // Running handlers for the consumer and ending attempts: success goes to the
 // acknowledgement buffer, failure to the fail script (retry with backoff,
-// dead after the last attempt), malformed jobs straight to dead.
+// dead after the last attempt or at once for a permanent failure), malformed
+// jobs straight to dead.
 #include <fmt/format.h>
 
 #include "common/log.h"
@@ -106,7 +107,10 @@ void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, 
   } else {
     ++stats_.failed;
     int attempt = job.attempt + 1;
-    if (attempt >= job.attempts) {
+    if (isPermanentFailure(result.error())) {
+      ++stats_.dead;
+      sendFail(q, job.id, run->token, "permanent", result.error().message, 0, job.priority);
+    } else if (attempt >= job.attempts) {
       ++stats_.dead;
       sendFail(q, job.id, run->token, "dead", result.error().message, 0, job.priority);
     } else {

@@ -54,7 +54,9 @@ struct CommandRun {
       while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
       std::string how = term_signal ? fmt::format("killed by signal {}", term_signal)
                                     : fmt::format("exited with status {}", exit_status);
-      r = Error{tail.empty() ? how : fmt::format("{}: {}", how, tail)};
+      std::string text = tail.empty() ? how : fmt::format("{}: {}", how, tail);
+      // EX_DATAERR (sysexits.h): the input was wrong; retrying cannot help.
+      r = term_signal == 0 && exit_status == kPermanentExit ? permanentFailure(text) : Error{std::move(text)};
     }
     auto d = std::move(done);
     closeOne(reinterpret_cast<uv_handle_t*>(&timer));

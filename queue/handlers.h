@@ -5,7 +5,8 @@
 // A command handler runs its argv once per job (uv_spawn, no shell) with the
 // payload as one line of JSON on stdin and CLUSTERD_QUEUE, CLUSTERD_JOB_ID,
 // CLUSTERD_JOB_NAME and CLUSTERD_JOB_ATTEMPT in its environment. Exit 0
-// completes the job; any other exit fails the attempt with the last 2 KB of
+// completes the job; exit 65 (EX_DATAERR) is a permanent failure (dead at
+// once, no retry); any other exit fails the attempt with the last 2 KB of
 // stderr as the error. Past the handler's timeout the process is killed
 // (SIGKILL) and the attempt fails with "timed out".
 #pragma once
@@ -18,6 +19,9 @@
 #include "queue/consumer.h"
 
 namespace clusterd::queue {
+
+// The exit status of a command handler that reports a permanent failure.
+inline constexpr int kPermanentExit = 65;
 
 void registerBuiltinHandlers(Consumer& consumer, uv_loop_t* loop);
 void registerCommandHandlers(Consumer& consumer, uv_loop_t* loop, const std::vector<config::HandlerSpec>& specs);

@@ -70,6 +70,7 @@ struct Job {
   int stalls = 0;   // leases lost so far
   std::vector<AttemptError> errors;
   std::string reason;  // why it is dead
+  bool permanent = false;  // dead by a permanent failure (attempts left unused)
   // Filled by inspection calls only.
   JobState state = JobState::kWaiting;
   int64_t when_ms = 0;  // run_at (delayed), finished (completed/dead), lease deadline (active)

@@ -45,7 +45,7 @@ elseif op == 'retry' then
   end
   redis.call('ZREM', K_DEAD, arg)
   local meta = loadMeta(arg)
-  meta.attempt, meta.stalls, meta.reason, meta.finished = 0, 0, nil, nil
+  meta.attempt, meta.stalls, meta.reason, meta.finished, meta.permanent = 0, 0, nil, nil, nil
   redis.call('HSET', K_META, arg, cmsgpack.pack(meta))
   pushReady(arg, recordPriority(arg), false)
   wake()

@@ -3,6 +3,7 @@
 // malformed jobs, rate limits, pause, drain and retention.
 #include <fmt/format.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -127,6 +128,63 @@ TEST_CASE_METHOD(test::QueueFixture, "a job that fails every attempt is dead wit
   // An admin retry puts it back to work with fresh attempts.
   CHECK(admin("d", AdminOp::kRetry, id) == 1);
   REQUIRE(loop.runUntil([&] { return runs == 4; }));
+}
+
+TEST_CASE_METHOD(test::QueueFixture, "a permanent failure sends the job to dead at once, its attempts unused") {
+  std::string async_id = enqueue("pf", newJob("bad.async", nullptr, {.attempts = 5, .backoff = 10ms}));
+  std::string sync_id = enqueue("pf", newJob("bad.sync", nullptr, {.attempts = 5, .backoff = 10ms}));
+  std::string plain_id = enqueue("pf", newJob("flaky", nullptr, {.attempts = 2, .backoff = 10ms}));
+  auto c = consumer("pf", 4);
+  int async_runs = 0, plain_runs = 0;
+  std::atomic<int> sync_runs = 0;
+  c->handle("bad.async", [&](const Job&, Done done) {
+    ++async_runs;
+    done(permanentFailure("order 7: unknown sku 'X'"));
+  });
+  c->handleSync("bad.sync", [&](const Job&) -> Result<void> {
+    ++sync_runs;
+    return permanentFailure("duplicate key value violates unique constraint");
+  });
+  c->handle("flaky", [&](const Job&, Done done) { done(Error{fmt::format("try {}", ++plain_runs)}); });
+  start(*c);
+  REQUIRE(loop.runUntil([&] { return counts("pf").dead == 3; }));
+  CHECK(async_runs == 1);
+  CHECK(sync_runs == 1);
+  CHECK(plain_runs == 2);  // an ordinary error still uses its attempts
+  auto a = show("pf", async_id);
+  REQUIRE(a);
+  CHECK(a->state == JobState::kDead);
+  CHECK(a->permanent);
+  CHECK(a->attempt == 1);
+  CHECK(a->reason == "permanent failure: order 7: unknown sku 'X'");
+  REQUIRE(a->errors.size() == 1);
+  CHECK(a->errors[0].error == a->reason);
+  CHECK(a->toJson().value("permanent", false));
+  auto s = show("pf", sync_id);
+  REQUIRE(s);
+  CHECK(s->permanent);
+  CHECK(s->reason == "permanent failure: duplicate key value violates unique constraint");
+  auto p = show("pf", plain_id);
+  REQUIRE(p);
+  CHECK_FALSE(p->permanent);
+  CHECK(p->attempt == 2);
+  auto k = counts("pf");
+  CHECK(k.failed_total == 4);
+  CHECK(k.dead_total == 3);
+  CHECK(c->stats().dead == 3);
+  // An admin retry gives it a fresh start, without the permanent mark.
+  CHECK(admin("pf", AdminOp::kRetry, async_id) == 1);
+  REQUIRE(loop.runUntil([&] { return async_runs == 2; }));
+  REQUIRE(loop.runUntil([&] { return show("pf", async_id)->state == JobState::kDead; }));
+  CHECK(show("pf", async_id)->attempt == 1);
+}
+
+TEST_CASE("permanentFailure marks its Error; other errors are not permanent") {
+  Error e = permanentFailure("bad data");
+  CHECK(e.message == "permanent failure: bad data");
+  CHECK(isPermanentFailure(e));
+  CHECK_FALSE(isPermanentFailure(Error{"connection refused"}));
+  CHECK_FALSE(isPermanentFailure(Error{"while saving: " + e.message}));
 }
 
 TEST_CASE_METHOD(test::QueueFixture, "a job that runs past its timeout fails with a timeout error") {
@@ -256,16 +314,23 @@ TEST_CASE_METHOD(test::QueueFixture, "command handlers get the payload on stdin 
   config::HandlerSpec ok{"cmd.ok", {"/bin/sh", "-c", "cat > " + dir.file("in.json")}, 5s};
   config::HandlerSpec bad{"cmd.bad", {"/bin/sh", "-c", "echo 'no stock for sku 9' >&2; exit 3"}, 5s};
   config::HandlerSpec slow{"cmd.slow", {"/bin/sh", "-c", "sleep 5"}, 100ms};
+  config::HandlerSpec data{"cmd.data", {"/bin/sh", "-c", "echo 'bad sku' >&2; exit 65"}, 5s};
   std::string a = enqueue("c", newJob("cmd.ok", {{"order", 1}}));
   std::string b = enqueue("c", newJob("cmd.bad", nullptr, {.attempts = 1}));
   std::string s = enqueue("c", newJob("cmd.slow", nullptr, {.attempts = 1}));
+  std::string d = enqueue("c", newJob("cmd.data", nullptr, {.attempts = 4}));
   auto c = consumer("c", 4);
-  registerCommandHandlers(*c, loop.get(), {ok, bad, slow});
+  registerCommandHandlers(*c, loop.get(), {ok, bad, slow, data});
   start(*c);
-  REQUIRE(loop.runUntil([&] { return c->stats().completed == 1 && counts("c").dead == 2; }));
+  REQUIRE(loop.runUntil([&] { return c->stats().completed == 1 && counts("c").dead == 3; }));
   CHECK(nlohmann::json::parse(test::readFile(dir.file("in.json"))) == nlohmann::json{{"order", 1}});
   CHECK(show("c", b)->reason == "exited with status 3: no stock for sku 9");
+  CHECK_FALSE(show("c", b)->permanent);
   CHECK(show("c", s)->reason.find("timed out") != std::string::npos);
+  // Exit 65 (EX_DATAERR) is a permanent failure: dead after one run of four allowed.
+  CHECK(show("c", d)->permanent);
+  CHECK(show("c", d)->attempt == 1);
+  CHECK(show("c", d)->reason == "permanent failure: exited with status 65: bad sku");
 }
 
 TEST_CASE("exponential backoff doubles with jitter in the upper half; fixed stays put") {
