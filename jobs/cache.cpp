@@ -1,8 +1,6 @@
 // Implementation of jobs/cache.h.
 #include "jobs/cache.h"
 
-#include <hiredis/hiredis.h>
-
 #include <fmt/format.h>
 
 namespace clusterd::jobs {
@@ -54,15 +52,16 @@ void LruCache::eraseprefix(const std::string& prefix) {
   }
 }
 
-ProductCache::ProductCache(uv_loop_t* loop, std::unique_ptr<RedisLink> redis, CacheOptions options)
+ProductCache::ProductCache(uv_loop_t* loop, std::unique_ptr<queue::RedisConnection> redis,
+                           CacheOptions options)
     : loop_(loop), redis_(std::move(redis)), options_(std::move(options)),
       local_(options_.local_capacity), self_(std::make_shared<ProductCache*>(this)) {
-  if (redis_) redis_->start();
+  if (redis_) redis_->connect();
 }
 
 ProductCache::~ProductCache() {
-  self_.reset();  // replies still in flight find the cache gone
-  redis_.reset();
+  self_.reset();
+  redis_.reset();  // pending callbacks are dropped, never called
 }
 
 std::string ProductCache::listKey(int page, int limit) { return fmt::format("list:{}:{}", page, limit); }
@@ -80,7 +79,7 @@ void ProductCache::get(const std::string& key,
     ++stats_.local_hits;
     return done(std::move(v), CacheLayer::kLocal);
   }
-  if (!redis_ || !redis_->connected()) {
+  if (!redis_ || !redis_->ready()) {
     ++stats_.misses;
     return done(std::nullopt, CacheLayer::kNone);
   }
@@ -90,13 +89,13 @@ void ProductCache::get(const std::string& key,
   else
     argv = {"GET", redisKey(key)};
   std::weak_ptr<ProductCache*> weak = self_;
-  redis_->command(argv, [weak, key, done = std::move(done)](redisReply* r) {
+  redis_->command(std::move(argv), [weak, key, done = std::move(done)](const queue::Reply& r) {
     auto self = weak.lock();
     if (!self) return;
     ProductCache* c = *self;
-    if (r && r->type == REDIS_REPLY_STRING) {
+    if (!r.isError() && !r.isNil() && !r.isArray() && !r.isInteger()) {
       ++c->stats_.redis_hits;
-      std::string body(r->str, r->len);
+      std::string body = r.str();
       c->local_.put(key, body, uv_now(c->loop_) + static_cast<uint64_t>(c->options_.local_ttl.count()));
       return done(std::move(body), CacheLayer::kRedis);
     }
@@ -107,14 +106,14 @@ void ProductCache::get(const std::string& key,
 
 void ProductCache::put(const std::string& key, const std::string& body) {
   local_.put(key, body, uv_now(loop_) + static_cast<uint64_t>(options_.local_ttl.count()));
-  if (!redis_ || !redis_->connected()) return;
+  if (!redis_ || !redis_->ready()) return;
   std::string ttl = std::to_string(options_.redis_ttl.count());
   if (key.rfind("list:", 0) == 0) {
     // The hash expires as a whole, at most redis_ttl after its first page.
-    redis_->command({"HSET", redisKey(key), key, body}, [](redisReply*) {});
-    redis_->command({"PEXPIRE", redisKey(key), ttl, "NX"}, [](redisReply*) {});
+    redis_->command({"HSET", redisKey(key), key, body}, [](const queue::Reply&) {});
+    redis_->command({"PEXPIRE", redisKey(key), ttl, "NX"}, [](const queue::Reply&) {});
   } else {
-    redis_->command({"SET", redisKey(key), body, "PX", ttl}, [](redisReply*) {});
+    redis_->command({"SET", redisKey(key), body, "PX", ttl}, [](const queue::Reply&) {});
   }
 }
 
@@ -126,7 +125,7 @@ void ProductCache::invalidate(const std::vector<std::string>& skus) {
     local_.erase(productKey(sku));
     del.push_back(redisKey(productKey(sku)));
   }
-  if (redis_ && redis_->connected()) redis_->command(del, [](redisReply*) {});
+  if (redis_ && redis_->ready()) redis_->command(std::move(del), [](const queue::Reply&) {});
 }
 
 }  // namespace clusterd::jobs

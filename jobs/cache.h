@@ -1,6 +1,7 @@
 // The two-layer cache in front of the product catalogue: a small LRU with a
 // TTL in each worker process, in front of Redis with a (longer) TTL, shared
-// by every worker and host.
+// by every worker and host. Redis is reached through the queue module's
+// connection (queue::RedisConnection), which reconnects on its own.
 //
 // Design: reads try the LRU, then Redis, then PostgreSQL, filling the layers
 // on the way back. order.process and inventory.adjust call invalidate()
@@ -24,7 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "jobs/redis_link.h"
+#include "queue/redis.h"
 
 namespace clusterd::jobs {
 
@@ -68,8 +69,9 @@ enum class CacheLayer { kLocal, kRedis, kNone };
 
 class ProductCache {
  public:
-  // `redis` may be null: then only the local layer is used.
-  ProductCache(uv_loop_t* loop, std::unique_ptr<RedisLink> redis, CacheOptions options);
+  // `redis` may be null: then only the local layer is used. The cache
+  // starts connecting it; while it is not ready, reads skip it.
+  ProductCache(uv_loop_t* loop, std::unique_ptr<queue::RedisConnection> redis, CacheOptions options);
   ~ProductCache();
 
   // Keys: "product:<sku>" and "list:<page>:<limit>".
@@ -89,7 +91,7 @@ class ProductCache {
   std::string redisKey(const std::string& key) const;
 
   uv_loop_t* loop_;
-  std::unique_ptr<RedisLink> redis_;
+  std::unique_ptr<queue::RedisConnection> redis_;
   CacheOptions options_;
   LruCache local_;
   CacheStats stats_;

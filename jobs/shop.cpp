@@ -10,6 +10,7 @@
 #include "queue/client.h"
 #include "queue/consumer.h"
 #include "queue/job.h"
+#include "queue/redis.h"
 
 namespace clusterd::jobs {
 
@@ -55,11 +56,12 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
   shop->loop_ = loop;
   shop->pool_ = &pool;
   shop->job_pool_ = &job_pool;
-  std::unique_ptr<RedisLink> redis;
+  std::unique_ptr<queue::RedisConnection> redis;
   if (!options.redis_url.empty()) {
-    auto addr = parseRedisUrl(options.redis_url);
+    auto addr = queue::parseRedisUrl(options.redis_url);
     if (!addr) return addr.error();
-    redis = std::make_unique<RedisLink>(loop, *addr);
+    redis = std::make_unique<queue::RedisConnection>(
+        loop, *addr, queue::RedisOptions{.client_name = "clusterd-shop-cache"});
   }
   shop->cache_ = std::make_unique<ProductCache>(loop, std::move(redis), options.cache);
   auto transport = makeTransport(options.mail, options.home);
@@ -75,6 +77,16 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
   };
   shop->services_.mailer = shop->mailer_.get();
   shop->api_ = std::make_unique<ShopApi>(pool, *shop->cache_, shop->services_.enqueue);
+  LedgerRetention retention;
+  if (options.ledger) {
+    retention = *options.ledger;
+  } else {
+    auto r = ledgerRetentionFromEnv();
+    if (!r) return r.error();
+    retention = *r;
+  }
+  shop->pruner_ = std::make_unique<LedgerPruner>(loop, job_pool, retention);
+  shop->pruner_->start();
   return shop;
 }
 
@@ -143,6 +155,9 @@ void Shop::renderMetrics(std::string& out) const {
   out += fmt::format("clusterd_shop_jobs_total{{outcome=\"done\"}} {}\n", stats_.jobs_done);
   out += fmt::format("clusterd_shop_jobs_total{{outcome=\"retry\"}} {}\n", stats_.jobs_retried);
   out += fmt::format("clusterd_shop_jobs_total{{outcome=\"failed\"}} {}\n", stats_.jobs_failed);
+  out += "# HELP clusterd_shop_ledger_pruned_total job_ledger rows deleted past their retention.\n"
+         "# TYPE clusterd_shop_ledger_pruned_total counter\n";
+  out += fmt::format("clusterd_shop_ledger_pruned_total {}\n", pruner_->pruned());
   const auto& m = mailer_->counters();
   out += "# TYPE clusterd_shop_mail_total counter\n";
   out += fmt::format("clusterd_shop_mail_total{{result=\"sent\"}} {}\n", m.sent);

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
@@ -20,6 +21,7 @@
 #include "jobs/api.h"
 #include "jobs/cache.h"
 #include "jobs/job.h"
+#include "jobs/ledger.h"
 #include "jobs/mail.h"
 
 namespace clusterd::queue {
@@ -39,6 +41,8 @@ struct ShopOptions {
   std::string redis_url;  // the product cache's Redis; empty = local layer only
   config::MailSection mail;
   CacheOptions cache;
+  // job_ledger retention; unset = CLUSTERD_LEDGER_RETENTION or 7 days.
+  std::optional<LedgerRetention> ledger;
 };
 
 struct ShopStats {
@@ -92,6 +96,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the consumer and client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<queue::Consumer> consumer_;
+  std::unique_ptr<LedgerPruner> pruner_;  // uses the job pool: destroyed before it
   UvHandle<uv_signal_t> sigterm_;
   UvHandle<uv_signal_t> sigint_;
   std::chrono::milliseconds drain_timeout_{1600};

@@ -49,9 +49,9 @@ TEST_CASE("reads come from the local layer, then Redis, and invalidation drops b
   TestLoop loop;
   CacheOptions o;
   o.local_ttl = 50ms;
-  auto addr = parseRedisUrl(redis.url());
+  auto addr = queue::parseRedisUrl(redis.url());
   REQUIRE(addr.ok());
-  ProductCache cache(loop.get(), std::make_unique<RedisLink>(loop.get(), *addr), o);
+  ProductCache cache(loop.get(), std::make_unique<queue::RedisConnection>(loop.get(), *addr), o);
   // Wait for the link.
   loop.runUntil([&] { return false; }, 200ms);
   CHECK(lookup(loop, cache, "product:SKU-1").layer == CacheLayer::kNone);
@@ -81,7 +81,9 @@ TEST_CASE("with Redis down the cache answers misses and recovers when it is back
   TestLoop loop;
   CacheOptions o;
   o.local_ttl = 1ms;
-  ProductCache cache(loop.get(), std::make_unique<RedisLink>(loop.get(), *parseRedisUrl(redis.url())), o);
+  ProductCache cache(loop.get(),
+                     std::make_unique<queue::RedisConnection>(loop.get(), *queue::parseRedisUrl(redis.url())),
+                     o);
   loop.runFor(100ms);
   redis.stop();
   loop.runFor(100ms);
