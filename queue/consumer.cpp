@@ -37,6 +37,11 @@ Result<std::unique_ptr<Consumer>> Consumer::create(uv_loop_t* loop, ConsumerOpti
     if (!validQueueName(q.name))
       return Error{fmt::format("invalid queue name '{}': use 1-100 of A-Z a-z 0-9 _ . -", q.name)};
     if (q.concurrency < 1) return Error{fmt::format("queue '{}': concurrency must be at least 1", q.name)};
+    if (q.lease.count() != 0 && q.lease.count() < 100)
+      return Error{fmt::format("queue '{}': the lease must be at least 100 ms", q.name)};
+    if (auto d = options.defaults.find(q.name); d != options.defaults.end() && d->second.lease.count() < 100)
+      return Error{fmt::format("queue '{}': the lease must be at least 100 ms (queue.queues.{}.lease)", q.name,
+                               q.name)};
   }
   if (options.lease.count() < 100) return Error{"the lease must be at least 100 ms"};
   auto addr = parseRedisUrl(options.redis_url);
@@ -77,6 +82,11 @@ Consumer::Impl::Impl(uv_loop_t* loop, ConsumerOptions options, std::unique_ptr<C
   for (auto& spec : options_.queues) {
     auto q = std::make_unique<QueueState>();
     q->spec = spec;
+    auto d = options_.defaults.find(spec.name);
+    if (d != options_.defaults.end()) q->defaults = &d->second;
+    q->lease_ms = spec.lease.count() > 0 ? spec.lease.count()
+                  : q->defaults          ? q->defaults->lease.count()
+                                         : options_.lease.count();
     q->keys = queueKeys(spec.name);
     q->block = std::make_unique<RedisConnection>(
         loop_, conn_->address(), RedisOptions{.client_name = options_.client_name + "-block"});
@@ -116,7 +126,10 @@ void Consumer::Impl::start(std::function<void(Result<void>)> cb) {
         });
     }
     started_ = true;
-    uint64_t every = std::max<int64_t>(options_.lease.count() / 3, 30);
+    // Every lease is extended at a third of the shortest one.
+    int64_t shortest = options_.lease.count();
+    for (auto& q : queues_) shortest = std::min(shortest, q->lease_ms);
+    uint64_t every = std::max<int64_t>(shortest / 3, 30);
     uv_timer_start(
         extend_timer_.get(), [](uv_timer_t* t) { static_cast<Impl*>(t->data)->extendLeases(); }, every, every);
     for (auto& q : queues_) pump(*q);
@@ -137,7 +150,7 @@ void Consumer::Impl::pump(QueueState& q) {
 void Consumer::Impl::reserve(QueueState& q, int n) {
   q.fetching = true;
   scripts_->run(ScriptId::kReserve, q.keys,
-                {std::to_string(nowMs()), std::to_string(n), std::to_string(options_.lease.count())},
+                {std::to_string(nowMs()), std::to_string(n), std::to_string(q.lease_ms)},
                 [this, &q](const Reply& r) {
                   q.fetching = false;
                   if (r.isError()) return redisTrouble(q, "reserving jobs", r.error());
@@ -229,7 +242,7 @@ void Consumer::Impl::flushQueue(QueueState& q) {
   args.push_back(std::to_string(acks.size()));
   args.push_back(std::to_string(done.size()));
   args.push_back(std::to_string(fetch));
-  args.push_back(std::to_string(options_.lease.count()));
+  args.push_back(std::to_string(q.lease_ms));
   for (auto& [id, token] : acks) {
     args.push_back(id);
     args.push_back(token);
@@ -266,10 +279,11 @@ void Consumer::Impl::flushQueue(QueueState& q) {
 }
 
 void Consumer::Impl::extendLeases() {
-  int64_t deadline = nowMs() + options_.lease.count();
+  int64_t now = nowMs();
   for (auto& qp : queues_) {
     QueueState& q = *qp;
     if (q.tokens.empty()) continue;
+    int64_t deadline = now + q.lease_ms;
     std::vector<std::string> args{std::to_string(deadline)};
     std::vector<std::string> sent;
     for (auto& [t, n] : q.tokens) {

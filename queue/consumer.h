@@ -45,6 +45,9 @@ using SyncHandler = std::function<Result<void>(const Job&)>;
 struct ConsumerQueue {
   std::string name;
   int concurrency = 10;  // jobs of this queue run at once
+  // The lease of this queue's reservations; 0 = the queue's entry in
+  // ConsumerOptions::defaults (the ecosystem's `lease`), else ConsumerOptions::lease.
+  Millis lease{0};
 };
 
 struct ConsumerOptions {
@@ -52,9 +55,14 @@ struct ConsumerOptions {
   std::vector<ConsumerQueue> queues;
   int batch = 64;                      // most jobs per reservation
   Millis lease{10'000};                // a dead consumer's jobs run again after this
+                                       // (for queues without their own lease, see ConsumerQueue)
   int max_stalls = 3;                  // leases a job may lose before it is dead
   bool strict = false;                 // refuse to start on a Redis that may lose jobs
-  std::map<std::string, config::QueueDefaults> defaults;  // written to Redis at start
+  // Per-queue settings from the ecosystem file: `lease` applies to the
+  // queue's reservations; retention and rate limit are written to Redis at
+  // start; attempts, backoff and timeout fill in fields missing from a job
+  // record (one written by a client in another language).
+  std::map<std::string, config::QueueDefaults> defaults;
   std::string client_name = "clusterd-consumer";
 };
 

@@ -42,6 +42,8 @@ struct Running : std::enable_shared_from_this<Running> {
 
 struct QueueState {
   ConsumerQueue spec;
+  int64_t lease_ms = 0;  // resolved: spec.lease, the queue's defaults, or the consumer's
+  const config::QueueDefaults* defaults = nullptr;  // the queue's entry in ConsumerOptions::defaults
   std::vector<std::string> keys;
   std::unique_ptr<RedisConnection> block;  // BZPOPMIN only
   int in_flight = 0;

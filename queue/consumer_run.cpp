@@ -28,6 +28,14 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
     sendFail(q, job.id, token, "release", "", 0, 0);
     return releaseToken(q, token);
   }
+  // Fields a record leaves out (one written by another language's client)
+  // take this queue's configured defaults.
+  if (q.defaults) {
+    job.attempts = q.defaults->attempts;
+    job.backoff_ms = q.defaults->backoff.count();
+    job.backoff_type = q.defaults->backoff_type == "fixed" ? BackoffType::kFixed : BackoffType::kExponential;
+    job.timeout_ms = q.defaults->timeout.count();
+  }
   auto rec = decodeRecord(record, job);
   std::string reject;
   if (!rec) {

@@ -123,6 +123,12 @@ local function toDead(id, meta, now, reason)
   retain(K_DEAD, {id}, now, cfgNumber('keep_dead', 10000), cfgNumber('keep_dead_age', 604800000))
 end
 
+-- The Redis server's clock in ms (the rate limiter's one clock).
+local function serverMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 local function wake()
   redis.call('ZADD', K_WAKE, 0, '1')
 end
@@ -211,13 +217,21 @@ local function reserve(now, n, lease_ms)
   end
   local rate_due = nil
   local limit = cfgNumber('rate_limit', 0)
+  local window, rnow = 0, 0
   if limit > 0 and n > 0 then
-    local window = cfgNumber('rate_window', 1000)
-    redis.call('SET', K_RATE, 0, 'PX', window, 'NX')
-    local used = tonumber(redis.call('GET', K_RATE))
+    -- Sliding window: K_RATE holds one entry per job reserved within the
+    -- last `window` ms, scored by the Redis server's clock (one clock for
+    -- every host), so no span of `window` ms ever holds more than `limit`.
+    window = cfgNumber('rate_window', 1000)
+    rnow = serverMs()
+    if redis.call('TYPE', K_RATE)['ok'] == 'string' then redis.call('DEL', K_RATE) end
+    redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', rnow - window)
+    local used = redis.call('ZCARD', K_RATE)
     if used >= limit then
+      -- Full until the oldest entry leaves the window (in the caller's clock).
+      local oldest = redis.call('ZRANGE', K_RATE, 0, used - limit, 'WITHSCORES')
       n = 0
-      rate_due = now + math.max(redis.call('PTTL', K_RATE), 1)
+      rate_due = now + math.max(tonumber(oldest[#oldest]) + window - rnow, 1)
     elseif n > limit - used then
       n = limit - used
     end
@@ -225,8 +239,18 @@ local function reserve(now, n, lease_ms)
   if n <= 0 then return {'', nextDue(rate_due), 0, {}} end
   local ids = popReady(n)
   if #ids == 0 then return {'', nextDue(), 0, {}} end
-  if limit > 0 then redis.call('INCRBY', K_RATE, #ids) end
   local token = tostring(redis.call('HINCRBY', K_SEQ, 'lease', 1))
+  if limit > 0 then
+    local entries = {}
+    for i = 1, #ids do
+      entries[#entries + 1] = rnow
+      entries[#entries + 1] = token .. ':' .. i
+    end
+    for i = 1, #entries, 1000 do
+      redis.call('ZADD', K_RATE, unpack(entries, i, math.min(i + 999, #entries)))
+    end
+    redis.call('PEXPIRE', K_RATE, window)
+  end
   local recs = redis.call('HMGET', K_JOBS, unpack(ids))
   local metas = redis.call('HMGET', K_META, unpack(ids))
   local out, held, active = {}, {}, {}

@@ -3,6 +3,7 @@
 // malformed jobs, rate limits, pause, drain and retention.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <set>
 #include <thread>
@@ -255,6 +256,41 @@ TEST_CASE_METHOD(test::QueueFixture, "the rate limit caps jobs per window across
   loop.runFor(600ms);
   CHECK(c->stats().completed == 5);
   REQUIRE(loop.runUntil([&] { return c->stats().completed == 12; }, 5s));
+}
+
+TEST_CASE_METHOD(test::QueueFixture, "the rate limit is a sliding window: no span of one window holds more than N") {
+  // 5 per second across two consumers. One job opens a window; 9 more come
+  // 700 ms later. A fixed window would run 4 of them at once and 5 more when
+  // it resets at 1 s: 9 starts within 300 ms. Sliding, the 5th job after
+  // the first waits until the first is a window old.
+  setConfig("sw", "rate_limit", "5");
+  setConfig("sw", "rate_window", "1000");
+  std::vector<int64_t> starts;
+  auto record = [&](const Job&, Done done) {
+    starts.push_back(nowMs());
+    done(success());
+  };
+  auto c1 = consumer("sw", 10);
+  auto c2 = consumer("sw", 10);
+  c1->handle("t", record);
+  c2->handle("t", record);
+  start(*c1);
+  start(*c2);
+  enqueue("sw", newJob("t"));
+  REQUIRE(loop.runUntil([&] { return starts.size() == 1; }));
+  loop.runFor(700ms);
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 9; ++i) jobs.push_back(newJob("t"));
+  enqueueMany("sw", std::move(jobs));
+  REQUIRE(loop.runUntil([&] { return starts.size() == 10; }, 5s));
+  std::sort(starts.begin(), starts.end());
+  // Start times here trail the reservations in Redis by a little; 950 ms
+  // leaves 50 ms for that.
+  for (size_t i = 0; i + 5 < starts.size(); ++i) {
+    INFO("starts " << i << " and " << i + 5 << " are " << starts[i + 5] - starts[i] << " ms apart");
+    CHECK(starts[i + 5] - starts[i] >= 950);
+  }
+  REQUIRE(loop.runUntil([&] { return c1->stats().completed + c2->stats().completed == 10; }));
 }
 
 TEST_CASE_METHOD(test::QueueFixture, "a paused queue runs nothing until resumed") {
