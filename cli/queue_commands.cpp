@@ -31,6 +31,7 @@ struct QueueCli {
   std::string queue_name, job_name, payload = "null", delay, run_at, bulk, unique, unique_ttl, backoff,
                                     backoff_type, timeout;
   int priority = 0, attempts = 0;
+  bool strict = false;  // refuse when Redis may lose or evict jobs
   // jobs / job / queue
   std::string state = "waiting", id, action = "show", older_than;
   int limit = 50;
@@ -58,6 +59,7 @@ class Session {
       opts.defaults = loaded.ecosystem.queue.queues;
       opts.strict = loaded.ecosystem.queue.strict;
     }
+    opts.strict = opts.strict || o.strict;
     opts.redis_url = url.empty() ? "redis://127.0.0.1:6379" : url;
     opts.client_name = "clusterd-cli";
     auto c = Client::create(&loop_, std::move(opts));
@@ -179,6 +181,13 @@ std::optional<nlohmann::json> parseJson(CliContext& ctx, const std::string& text
   return j;
 }
 
+// Before enqueueing: warn (stderr) when Redis may lose or evict jobs; under
+// --strict or queue.strict, refuse (exit 1) instead.
+bool durable(CliContext& ctx, Session& s) {
+  auto r = s.await<bool>([&](auto cb) { s.client().checkDurability(cb); });
+  return check(ctx, r);
+}
+
 void runEnqueue(CliContext& ctx, const QueueCli& o) {
   queue::JobOptions jo;
   if (!jobOptions(ctx, o, jo)) return;
@@ -186,7 +195,7 @@ void runEnqueue(CliContext& ctx, const QueueCli& o) {
   if (o.bulk.empty()) {
     auto payload = parseJson(ctx, o.payload, "the payload");
     if (!payload) return;
-    if (!s.open(ctx, o)) return;
+    if (!s.open(ctx, o) || !durable(ctx, s)) return;
     auto r = s.await<queue::Enqueued>([&](auto cb) {
       s.client().enqueue(o.queue_name, {o.job_name, queue::payloadFromJson(*payload), jo}, cb);
     });
@@ -205,7 +214,7 @@ void runEnqueue(CliContext& ctx, const QueueCli& o) {
     }
     in = &file;
   }
-  if (!s.open(ctx, o)) return;
+  if (!s.open(ctx, o) || !durable(ctx, s)) return;
   constexpr size_t kChunk = 10'000;
   std::string line;
   size_t line_no = 0, total = 0;
@@ -382,6 +391,9 @@ void addQueueCommands(CLI::App& app, CliContext& ctx) {
   enq->add_option("--unique", o->unique, "Unique key: while a job with it is pending, return that job's id");
   enq->add_option("--unique-ttl", o->unique_ttl, "Keep the unique key taken this long after the job finished");
   enq->add_option("--ecosystem", o->ecosystem, "Ecosystem file (Redis URL and queue defaults)");
+  enq->add_flag("--strict", o->strict,
+                "Refuse (exit 1) if Redis may lose or evict jobs (appendonly off or an evicting "
+                "maxmemory-policy); without it, warn on stderr. Also queue.strict in the ecosystem file");
   enq->callback([&ctx, o] { runEnqueue(ctx, *o); });
 
   auto* qs = app.add_subcommand("queues",

@@ -3,7 +3,8 @@
 //
 // Design: the connection is a small state machine. kConnecting (TCP connect
 // under a timeout) -> kHandshake (AUTH, SELECT, CLIENT SETNAME, then PING until
-// Redis no longer answers LOADING) -> kReady. Any failure goes to kBackoff,
+// Redis no longer answers LOADING; after a READONLY refusal, also until ROLE
+// says master) -> kReady. Any failure goes to kBackoff,
 // whose timer starts the next attempt. Commands issued while the very first
 // attempt runs are queued; after an attempt failed they fail fast, so a caller
 // never waits on a Redis that is down. Fail-fast errors are delivered from a
@@ -215,7 +216,8 @@ void RedisConnection::onDisconnected(const redisAsyncContext* ac, int status) {
   if (!self) return;
   std::string why = status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "connection lost");
   self->ac_ = nullptr;
-  bool was = self->state_ == State::kReady;
+  bool was = self->state_ == State::kReady || self->dropping_;
+  self->dropping_ = false;
   if (self->state_ == State::kIdle) return;
   self->attemptFailed(why);
   if (was)
@@ -258,7 +260,19 @@ void RedisConnection::handshake() {
   if (!options_.client_name.empty()) send({"CLIENT", "SETNAME", options_.client_name}, [](const Reply&) {});
   send({"PING"}, [this](const Reply& r) {
     if (state_ != State::kHandshake) return;
-    if (!r.isError()) return becomeReady();
+    if (!r.isError() && !expect_primary_) return becomeReady();
+    if (!r.isError()) {
+      // It refused a write before: ready again only once it is a primary.
+      return send({"ROLE"}, [this](const Reply& role) {
+        if (state_ != State::kHandshake) return;
+        if (!role.isError() && role.size() > 0 && role.at(0).view() == "master") {
+          expect_primary_ = false;
+          return becomeReady();
+        }
+        freeContext();
+        attemptFailed("it is a read-only replica; waiting for a primary at this address");
+      });
+    }
     std::string_view e = r.error();
     if (e.rfind("LOADING", 0) == 0) {
       // Redis is reading its data set back after a restart: ask again soon.
@@ -328,7 +342,21 @@ void RedisConnection::onReply(redisAsyncContext*, void* reply, void* privdata) {
     p->cb(Reply(fmt::format("{} (the command may or may not have run)", why)));
     return;
   }
-  p->cb(Reply(static_cast<const redisReply*>(reply)));
+  Reply r(static_cast<const redisReply*>(reply));
+  RedisConnection* self = p->conn;
+  // A write refused as READONLY: this server became a replica (failover).
+  // Reconnect, so an address that now leads to the new primary (DNS, a
+  // virtual IP, a proxy) is looked up again; until then commands fail fast.
+  bool readonly = r.isError() && r.error().rfind("READONLY", 0) == 0;
+  p->cb(r);
+  if (readonly && *p->alive && self->state_ == State::kReady && self->ac_) {
+    log::warn("queue", "Redis at {} is a read-only replica now (failover?); reconnecting", self->address_.text);
+    self->state_ = State::kBackoff;  // no new commands on this socket
+    self->dropping_ = true;
+    self->expect_primary_ = true;
+    self->last_error_ = fmt::format("Redis at {} is a read-only replica", self->address_.text);
+    redisAsyncDisconnect(self->ac_);  // after the replies still due
+  }
 }
 
 void RedisConnection::failLater(ReplyCallback cb, std::string message) {

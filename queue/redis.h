@@ -5,7 +5,9 @@
 // command()): with the reply, or with an error reply whose text says what went
 // wrong. While Redis is unreachable, commands fail fast with an error naming
 // the address; the connection reconnects on its own with jittered exponential
-// backoff, waits out LOADING after a restart, and tells its owner through
+// backoff, waits out LOADING after a restart, drops a server that turned into
+// a read-only replica (READONLY) until the address leads to a primary again,
+// and tells its owner through
 // onReady() each time it is usable again. Destroying the object never calls
 // a pending callback.
 #pragma once
@@ -136,6 +138,8 @@ class RedisConnection {
   std::minstd_rand rng_{std::random_device{}()};
   uint64_t reconnects_ = 0;
   bool was_ready_ = false;
+  bool dropping_ = false;        // closing a ready socket after a READONLY reply
+  bool expect_primary_ = false;  // a write was refused as READONLY: wait for a primary
   std::string last_error_;
   std::vector<std::function<void()>> ready_hooks_;
   std::vector<std::function<void(const std::string&)>> lost_hooks_;

@@ -67,3 +67,20 @@ TEST_CASE("enqueue fails fast with exit 111 when redis is unreachable, and 100 o
   auto delay = test::runClusterd({"--redis", "redis://127.0.0.1:1", "enqueue", "q", "x", "--delay", "soon"});
   CHECK(delay.exit_code == 100);
 }
+
+TEST_CASE("enqueue warns when redis may lose jobs, and refuses under --strict") {
+  test::RedisServer lossy(test::RedisServer::Options{.appendonly = false});
+  test::RunOptions env{.env = {{"CLUSTERD_REDIS_URL", lossy.url()}}};
+  auto warned = test::runClusterd({"enqueue", "q", "noop"}, env);
+  CHECK(warned.exit_code == 0);
+  CHECK(warned.out == "1\n");  // stdout stays the id alone
+  CHECK(warned.err.find("appendonly is 'no'") != std::string::npos);
+  auto refused = test::runClusterd({"enqueue", "q", "noop", "--strict"}, env);
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.out.empty());
+  CHECK(refused.err.find("refusing under --strict") != std::string::npos);
+  test::RunOptions bulk = env;
+  bulk.stdin_data = "1\n2\n";
+  CHECK(test::runClusterd({"enqueue", "q", "noop", "--bulk", "-", "--strict"}, bulk).exit_code == 1);
+  CHECK(lossy.command({"HLEN", "cq:{q}:jobs"}) == "1");  // only the first, lax enqueue
+}

@@ -1,10 +1,13 @@
 // Behaviour of queue::Client against a real Redis: enqueue (single, bulk,
-// delayed, priority, unique), inspection and the per-queue admin controls.
+// delayed, priority, unique), inspection, the per-queue admin controls and
+// the durability check (warning, or refusal under strict).
 #include <catch2/catch.hpp>
 
 #include <optional>
 
 #include "queue/client.h"
+#include "queue/consumer.h"
+#include "queue/handlers.h"
 #include "queue/redis.h"
 #include "tests/queue/loop_support.h"
 #include "tests/support/servers.h"
@@ -187,4 +190,35 @@ TEST_CASE("the durability check warns about a redis without AOF and refuses unde
   auto ok = await<bool>(loop, [&](auto cb) { g->checkDurability(cb); });
   REQUIRE(ok);
   CHECK(*ok);
+}
+
+TEST_CASE("the durability check names an evicting maxmemory-policy; a strict consumer refuses to start") {
+  test::RedisServer evicting(test::RedisServer::Options{.extra_args = {"--maxmemory-policy", "allkeys-lru"}});
+  test::TestLoop loop;
+  auto lax = Client::create(loop.get(), {.redis_url = evicting.url()}).value();
+  auto r = await<bool>(loop, [&](auto cb) { lax->checkDurability(cb); });
+  REQUIRE(r);
+  CHECK_FALSE(*r);
+  auto strict = Client::create(loop.get(), {.redis_url = evicting.url(), .strict = true}).value();
+  auto s = await<bool>(loop, [&](auto cb) { strict->checkDurability(cb); });
+  REQUIRE_FALSE(s);
+  CHECK(s.error().message.find("maxmemory-policy is 'allkeys-lru'") != std::string::npos);
+  CHECK(s.error().message.find("appendonly") == std::string::npos);  // AOF is on here
+
+  // A consumer under strict refuses to start and takes no job; without
+  // strict it warns and runs.
+  auto enq = await<Enqueued>(loop, [&](auto cb) { lax->enqueue("sq", job("noop"), cb); });
+  REQUIRE(enq);
+  auto refusing = Consumer::create(loop.get(), {.redis_url = evicting.url(), .queues = {{"sq", 1}}, .strict = true})
+                      .value();
+  registerBuiltinHandlers(*refusing, loop.get());
+  auto no = await<void>(loop, [&](auto cb) { refusing->start(cb); });
+  REQUIRE_FALSE(no);
+  CHECK(no.error().message.find("refusing") != std::string::npos);
+  loop.runFor(200ms);
+  CHECK(refusing->stats().reserved == 0);
+  auto running = Consumer::create(loop.get(), {.redis_url = evicting.url(), .queues = {{"sq", 1}}}).value();
+  registerBuiltinHandlers(*running, loop.get());
+  REQUIRE(await<void>(loop, [&](auto cb) { running->start(cb); }));
+  REQUIRE(loop.runUntil([&] { return running->stats().completed == 1; }));
 }
