@@ -59,24 +59,10 @@ Result<void> install(worker::Worker& w) {
   std::shared_ptr<Shop> keep = *shop;
   w.metrics().addSource([keep](std::string& out) { keep->renderMetrics(out); });
 
-  // The shop's queues among those this worker consumes run on a consumer
-  // the Shop owns, with the shop's handlers.
-  std::vector<queue::ConsumerQueue> queues;
-  for (const auto& [name, concurrency] : o.spec.queues)
-    if (name == kOrdersQueue || name == kInventoryQueue || name == kEmailQueue)
-      queues.push_back({name, concurrency});
-  if (queues.empty()) return success();
-  queue::ConsumerOptions co;
-  co.redis_url = o.redis_url;
-  co.queues = std::move(queues);
-  co.strict = o.queue.strict;
-  co.defaults = o.queue.queues;
-  co.client_name = "clusterd-shop-consumer";
-  auto consumer = queue::Consumer::create(w.loop(), std::move(co));
-  if (!consumer) return consumer.error();
-  keep->registerHandlers(**consumer);
-  keep->adoptConsumer(std::move(*consumer));
-  keep->drainOnSignals(o.kill_timeout);
+  // The shop's jobs run on the worker's one consumer, alongside the
+  // built-in handlers, so the worker's drain on SIGTERM covers them too.
+  // A worker that consumes none of the shop's queues only serves the API.
+  if (queue::Consumer* consumer = w.consumer()) keep->registerHandlers(*consumer);
   return success();
 }
 

@@ -2,8 +2,6 @@
 // (jobs/install.cpp, which alone needs the worker module).
 #include "jobs/shop.h"
 
-#include <signal.h>
-
 #include <fmt/format.h>
 
 #include "common/log.h"
@@ -18,37 +16,6 @@ Shop::Shop() = default;
 Shop::~Shop() = default;
 
 void Shop::adoptClient(std::unique_ptr<queue::Client> client) { client_ = std::move(client); }
-
-void Shop::adoptConsumer(std::unique_ptr<queue::Consumer> consumer) {
-  consumer_ = std::move(consumer);
-  consumer_->start([](Result<void> r) {
-    if (!r) log::error("jobs", "shop consumer did not start: {}", r.error().message);
-  });
-}
-
-void Shop::drainOnSignals(std::chrono::milliseconds timeout) {
-  drain_timeout_ = timeout;
-  auto on_signal = [](uv_signal_t* h, int) {
-    auto* self = static_cast<Shop*>(h->data);
-    uv_signal_stop(self->sigterm_.get());
-    uv_signal_stop(self->sigint_.get());
-    self->drain(self->drain_timeout_, [] { log::info("jobs", "shop consumer drained"); });
-  };
-  for (auto* h : {&sigterm_, &sigint_}) {
-    uv_signal_init(loop_, h->get());
-    (*h)->data = this;
-  }
-  uv_signal_start(sigterm_.get(), on_signal, SIGTERM);
-  uv_signal_start(sigint_.get(), on_signal, SIGINT);
-  // The worker's own handles decide when the loop ends, not these.
-  uv_unref(sigterm_.handle());
-  uv_unref(sigint_.handle());
-}
-
-void Shop::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
-  if (!consumer_) return done();
-  consumer_->drain(timeout, std::move(done));
-}
 
 Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::Pool& job_pool,
                                            EnqueueFn enqueue, const ShopOptions& options) {
@@ -112,7 +79,7 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
 }
 
 void Shop::registerHandlers(queue::Consumer& consumer) {
-  // Weak: the Shop may own this consumer, and a strong reference would be a cycle.
+  // Weak: the consumer belongs to the worker and may outlive the Shop.
   std::weak_ptr<Shop> weak = weak_from_this();
   struct Entry {
     const char* name;

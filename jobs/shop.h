@@ -70,13 +70,6 @@ class Shop : public std::enable_shared_from_this<Shop> {
   // Keeps the queue client the enqueue function uses alive with the Shop.
   void adoptClient(std::unique_ptr<queue::Client> client);
   void adoptJobPool(std::unique_ptr<db::Pool> pool) { owned_pool_ = std::move(pool); }
-  // Starts a consumer (with the shop's handlers registered) and keeps it;
-  // drain() stops it.
-  void adoptConsumer(std::unique_ptr<queue::Consumer> consumer);
-  void drain(std::chrono::milliseconds timeout, std::function<void()> done);
-  // On SIGTERM/SIGINT, stop taking jobs and finish (or release) those held
-  // within `timeout`, alongside the worker's own drain.
-  void drainOnSignals(std::chrono::milliseconds timeout);
 
  private:
   Shop();
@@ -93,13 +86,9 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<ProductCache> cache_;
   std::unique_ptr<Mailer> mailer_;
   std::unique_ptr<ShopApi> api_;
-  std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the consumer and client below
+  std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the client below
   std::unique_ptr<queue::Client> client_;
-  std::unique_ptr<queue::Consumer> consumer_;
   std::unique_ptr<LedgerPruner> pruner_;  // uses the job pool: destroyed before it
-  UvHandle<uv_signal_t> sigterm_;
-  UvHandle<uv_signal_t> sigint_;
-  std::chrono::milliseconds drain_timeout_{1600};
   Services services_;
   ShopStats stats_;
 };

@@ -1,5 +1,7 @@
 // The worker's own routes: GET /health and GET /metrics. The job API routes
 // (/v1/queues/...) are in queue_routes.cpp.
+#include <string_view>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -30,13 +32,17 @@ void Worker::installBuiltinRoutes() {
   });
 
   router_.get("/metrics", [this](const Request&, Responder res) {
-    res.send(200, metrics_.render(server_->stats().open, {}),
-             "text/plain; version=0.0.4; charset=utf-8");
+    constexpr std::string_view kType = "text/plain; version=0.0.4; charset=utf-8";
+    if (!queues_) {
+      res.send(200, metrics_.render(server_->stats().open, {}), kType);
+      return;
+    }
+    queues_->renderMetrics([this, res](std::string extra) mutable {
+      res.send(200, metrics_.render(server_->stats().open, extra), kType);
+    });
   });
 
   if (queues_) installQueueRoutes(*this);
 }
-
-void installQueueRoutes(Worker&) {}
 
 }  // namespace clusterd::worker

@@ -1,40 +1,161 @@
 // worker::QueueLink (see queue_link.h).
 #include "worker/queue_link.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "queue/handlers.h"
+#include "worker/metrics.h"
 #include "worker/worker.h"
 
 namespace clusterd::worker {
 
 QueueLink::QueueLink(uv_loop_t* loop, const WorkerOptions& options)
-    : loop_(loop), options_(options) {}
+    : loop_(loop), options_(options) {
+  auto client = queue::Client::create(
+      loop_, {.redis_url = options_.redis_url,
+              .strict = options_.queue.strict,
+              .client_name = "clusterd-worker",
+              .defaults = options_.queue.queues});
+  if (!client) {
+    error_ = client.error();
+    return;
+  }
+  client_ = std::move(*client);
+  if (options_.spec.queues.empty()) return;
 
-QueueLink::~QueueLink() = default;
+  queue::ConsumerOptions co;
+  co.redis_url = options_.redis_url;
+  for (const auto& [name, concurrency] : options_.spec.queues) {
+    co.queues.push_back({name, concurrency});
+    consumed_.push_back(name);
+  }
+  co.strict = options_.queue.strict;
+  co.defaults = options_.queue.queues;
+  co.client_name = "clusterd-worker-consumer";
+  auto consumer = queue::Consumer::create(loop_, std::move(co));
+  if (!consumer) {
+    error_ = consumer.error();
+    return;
+  }
+  consumer_ = std::move(*consumer);
+  queue::registerBuiltinHandlers(*consumer_, loop_);
+  queue::registerCommandHandlers(*consumer_, loop_, options_.handlers);
+}
+
+QueueLink::~QueueLink() { *alive_ = false; }
 
 Result<void> QueueLink::start(std::function<void()> on_connected) {
-  auto url = parseRedisUrl(options_.redis_url);
-  if (!url) return url.error();
-  redis_ = std::make_unique<RedisLink>(loop_, *url, options_.health_timeout * 2);
-  redis_->start([this, cb = std::move(on_connected)] {
-    if (!announced_) {
-      announced_ = true;
-      if (cb) cb();
+  if (error_) return *error_;
+  std::weak_ptr<bool> alive = alive_;
+  auto announce = [this, alive, cb = std::move(on_connected)]() {
+    if (alive.expired()) return;
+    if (cb) cb();
+  };
+  if (client_->connection().ready()) {
+    announce();
+  } else {
+    client_->connection().onReady(announce);
+  }
+  if (!consumer_) return success();
+  std::string queues = fmt::format("{}", fmt::join(consumed_, ", "));
+  consumer_->start([queues](Result<void> r) {
+    if (!r) {
+      log::error("worker", "not consuming {}: {}", queues, r.error().message);
+      return;
     }
+    log::info("worker", "consuming {}", queues);
   });
   return success();
 }
 
-bool QueueLink::connected() const { return redis_ && redis_->connected(); }
+bool QueueLink::connected() const { return client_ && client_->connection().ready(); }
 
 void QueueLink::ping(std::chrono::milliseconds, std::function<void(std::string error)> done) {
-  redis_->command({"PING"}, [done = std::move(done)](const std::string& err, const RedisValue&) {
-    done(err);
+  if (!client_) return done(error_ ? error_->message : "no Redis client");
+  client_->connection().command({"PING"}, [done = std::move(done)](const queue::Reply& r) {
+    done(r.isError() ? std::string(r.error()) : std::string());
   });
 }
 
-QueueLink::Counts QueueLink::counts() const { return {}; }
+QueueLink::Counts QueueLink::counts() const {
+  Counts c;
+  if (!consumer_) return c;
+  queue::ConsumerStats s = consumer_->stats();
+  c.done = s.completed;
+  c.failed = s.failed;
+  c.dead = s.dead;
+  c.in_flight = static_cast<uint64_t>(std::max(s.in_flight, 0));
+  return c;
+}
 
-void QueueLink::drain(std::function<void()> done) { done(); }
+void QueueLink::renderMetrics(std::function<void(std::string text)> done) {
+  std::string out;
+  if (consumer_) {
+    queue::ConsumerStats s = consumer_->stats();
+    out += "# HELP clusterd_worker_jobs_total Job attempts this worker process ended, by outcome.\n";
+    out += "# TYPE clusterd_worker_jobs_total counter\n";
+    out += fmt::format("clusterd_worker_jobs_total{{outcome=\"done\"}} {}\n", s.completed);
+    out += fmt::format("clusterd_worker_jobs_total{{outcome=\"failed\"}} {}\n", s.failed);
+    out += fmt::format("clusterd_worker_jobs_total{{outcome=\"dead\"}} {}\n", s.dead);
+    out += fmt::format("clusterd_worker_jobs_total{{outcome=\"stale\"}} {}\n", s.stale);
+    out += "# HELP clusterd_worker_jobs_in_flight Jobs this worker process is running now.\n";
+    out += "# TYPE clusterd_worker_jobs_in_flight gauge\n";
+    out += fmt::format("clusterd_worker_jobs_in_flight {}\n", s.in_flight);
+  }
+  if (consumed_.empty() || !connected()) return done(std::move(out));
 
-void QueueLink::abandon() {}
+  // One counts call per consumed queue, pipelined on the client's
+  // connection; rendered in queue order once all have answered.
+  struct State {
+    std::vector<std::optional<queue::QueueCounts>> counts;
+    size_t pending = 0;
+    std::string head;
+    std::function<void(std::string)> done;
+  };
+  auto st = std::make_shared<State>();
+  st->counts.resize(consumed_.size());
+  st->pending = consumed_.size();
+  st->head = std::move(out);
+  st->done = std::move(done);
+  std::weak_ptr<bool> alive = alive_;
+  for (size_t i = 0; i < consumed_.size(); ++i) {
+    client_->counts(consumed_[i], [st, i, alive](Result<queue::QueueCounts> r) {
+      if (r) st->counts[i] = std::move(*r);
+      if (--st->pending > 0) return;
+      std::string text = std::move(st->head);
+      text += "# HELP clusterd_queue_jobs Jobs in each consumed queue by state (all workers).\n";
+      text += "# TYPE clusterd_queue_jobs gauge\n";
+      for (const auto& c : st->counts) {
+        if (!c) continue;
+        std::string q = promLabel(c->queue);
+        text += fmt::format("clusterd_queue_jobs{{queue=\"{}\",state=\"waiting\"}} {}\n", q, c->waiting);
+        text += fmt::format("clusterd_queue_jobs{{queue=\"{}\",state=\"active\"}} {}\n", q, c->active);
+        text += fmt::format("clusterd_queue_jobs{{queue=\"{}\",state=\"delayed\"}} {}\n", q, c->delayed);
+        text += fmt::format("clusterd_queue_jobs{{queue=\"{}\",state=\"dead\"}} {}\n", q, c->dead);
+      }
+      text += "# HELP clusterd_queue_processed_total Jobs of each consumed queue by outcome since it was created (all workers).\n";
+      text += "# TYPE clusterd_queue_processed_total counter\n";
+      for (const auto& c : st->counts) {
+        if (!c) continue;
+        std::string q = promLabel(c->queue);
+        text += fmt::format("clusterd_queue_processed_total{{queue=\"{}\",outcome=\"enqueued\"}} {}\n", q, c->enqueued_total);
+        text += fmt::format("clusterd_queue_processed_total{{queue=\"{}\",outcome=\"completed\"}} {}\n", q, c->completed_total);
+        text += fmt::format("clusterd_queue_processed_total{{queue=\"{}\",outcome=\"failed\"}} {}\n", q, c->failed_total);
+        text += fmt::format("clusterd_queue_processed_total{{queue=\"{}\",outcome=\"dead\"}} {}\n", q, c->dead_total);
+      }
+      if (alive.expired()) return;
+      st->done(std::move(text));
+    });
+  }
+}
+
+void QueueLink::drain(std::chrono::milliseconds timeout, std::function<void()> done) {
+  if (!consumer_) return done();
+  consumer_->drain(timeout, std::move(done));
+}
 
 }  // namespace clusterd::worker

@@ -15,20 +15,32 @@
 // /metrics are never limited. When Redis is unreachable the limiter fails
 // open: requests pass (and are counted in /metrics), because refusing all
 // traffic while Redis restarts would be worse than a short unlimited spell.
+// A Redis that accepts the command but does not answer within `timeout`
+// (stopped, swapping) is treated the same way, so requests never hang on the
+// limiter.
+//
+// The script runs on the queue client's connection (queue::RedisConnection),
+// with EVALSHA once its SHA1 is known and EVAL otherwise (also after a
+// NOSCRIPT reply, when Redis restarted without its script cache).
 #pragma once
 
+#include <uv.h>
+
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/uv_handle.h"
 #include "config/spec.h"
+#include "queue/redis.h"
 #include "worker/http.h"
 
 namespace clusterd::worker {
-
-class QueueLink;
 
 struct RateDecision {
   bool allowed = true;
@@ -41,7 +53,11 @@ struct RateDecision {
 
 class RateLimiter {
  public:
-  RateLimiter(QueueLink& link, std::vector<config::RateLimitTier> tiers);
+  RateLimiter(uv_loop_t* loop, queue::RedisConnection& redis,
+              std::vector<config::RateLimitTier> tiers, std::chrono::milliseconds timeout);
+  ~RateLimiter();
+  RateLimiter(const RateLimiter&) = delete;
+  RateLimiter& operator=(const RateLimiter&) = delete;
 
   // The tier that applies to a request, or null.
   const config::RateLimitTier* tierFor(Method method, std::string_view path) const;
@@ -51,8 +67,26 @@ class RateLimiter {
   uint64_t failedOpen() const { return failed_open_; }
 
  private:
-  QueueLink& link_;
+  struct Pending {
+    std::function<void(const RateDecision&)> done;
+    uint64_t limit = 0;
+    uint64_t sent_ms = 0;
+    bool answered = false;
+  };
+  void eval(std::vector<std::string> args, std::shared_ptr<Pending> p);
+  void answer(Pending& p, const queue::Reply& r);
+  void failOpen(Pending& p);
+  void expire();
+
+  uv_loop_t* loop_;
+  queue::RedisConnection& redis_;
   std::vector<config::RateLimitTier> tiers_;
+  std::chrono::milliseconds timeout_;
+  std::string sha_;          // the script's SHA1 once SCRIPT LOAD answered
+  bool loading_ = false;
+  std::deque<std::shared_ptr<Pending>> pending_;  // in send order (Redis answers in order)
+  UvHandle<uv_timer_t> expire_timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   uint64_t failed_open_ = 0;
 };
 

@@ -40,12 +40,18 @@ Worker::Worker(uv_loop_t* loop, WorkerOptions options)
   }
   if (!options_.redis_url.empty()) {
     queues_ = std::make_unique<QueueLink>(loop_, options_);
-    limiter_ = std::make_unique<RateLimiter>(*queues_, options_.spec.rate_limits);
+    if (queues_->redis() && !options_.spec.rate_limits.empty()) {
+      limiter_ = std::make_unique<RateLimiter>(loop_, *queues_->redis(), options_.spec.rate_limits,
+                                               options_.health_timeout);
+    }
   }
   installBuiltinRoutes();
 }
 
 Worker::~Worker() = default;
+
+queue::Consumer* Worker::consumer() { return queues_ ? queues_->consumer() : nullptr; }
+queue::Client* Worker::queueClient() { return queues_ ? queues_->client() : nullptr; }
 
 uint64_t Worker::uptimeMs() const { return uv_now(loop_) - started_ms_; }
 
@@ -278,7 +284,6 @@ void Worker::shutdown() {
                   self->server_->stats().open);
         self->server_->closeAll();
         self->http_drained_ = true;
-        if (self->queues_) self->queues_->abandon();
         self->jobs_drained_ = true;
         self->finishDrain();
       },
@@ -288,7 +293,11 @@ void Worker::shutdown() {
     finishDrain();
   });
   if (queues_) {
-    queues_->drain([this] {
+    // Jobs still running shortly before the deadline are released back to
+    // their queue (another worker runs them); reserved jobs not started yet
+    // are released at once.
+    uint64_t jobs_budget = budget > 300 ? budget - 250 : budget / 2;
+    queues_->drain(std::chrono::milliseconds(jobs_budget), [this] {
       jobs_drained_ = true;
       finishDrain();
     });

@@ -36,6 +36,10 @@
 namespace clusterd::db {
 class Pool;
 }
+namespace clusterd::queue {
+class Client;
+class Consumer;
+}  // namespace clusterd::queue
 
 namespace clusterd::worker {
 
@@ -85,6 +89,11 @@ class Worker {
   // Null when not configured.
   db::Pool* db() { return db_.get(); }
   QueueLink* queues() { return queues_.get(); }
+  // The one queue consumer of this process (null when it consumes no
+  // queues): modules register their job handlers on it before start().
+  queue::Consumer* consumer();
+  // The queue client (null without Redis): enqueue and inspection.
+  queue::Client* queueClient();
 
   // Called on every response (after metrics), e.g. for extra accounting.
   uint64_t uptimeMs() const;

@@ -1,0 +1,241 @@
+// The job API of a real `clusterd worker` on a real Redis: enqueue (one and
+// many), field errors, unique keys, job lookup, the queue list (checked
+// against `clusterd queues --json`), consuming configured queues with the
+// built-in and command handlers, and 503s while Redis is down.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "tests/support/servers.h"
+#include "tests/worker/http_client.h"
+
+using namespace clusterd::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+json body(const std::optional<HttpResponse>& r) {
+  REQUIRE(r);
+  return json::parse(r->body);
+}
+
+json getJob(int port, const std::string& queue, const std::string& id) {
+  auto r = httpGet(port, "/v1/queues/" + queue + "/jobs/" + id);
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+}  // namespace
+
+TEST_CASE("POST /v1/queues/{queue}/jobs enqueues one job and answers 202 with its id", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  auto r = httpPost(w.port(), "/v1/queues/mail/jobs",
+                    R"({"name":"welcome","data":{"to":"a@example.com","n":[1,2]},"priority":5,"attempts":7})");
+  REQUIRE(r);
+  CHECK(r->status == 202);
+  json j = json::parse(r->body);
+  std::string id = j["id"];
+  CHECK(j["created"] == true);
+  CHECK(r->header("location") == "/v1/queues/mail/jobs/" + id);
+
+  // The queue module reads the record back: msgpack payload and options.
+  auto listed = runClusterd({"--redis", redis.url(), "jobs", "mail", "--state", "waiting", "--json"});
+  REQUIRE(listed.exit_code == 0);
+  json jobs = json::parse(listed.out);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0]["id"] == id);
+  CHECK(jobs[0]["name"] == "welcome");
+  CHECK(jobs[0]["payload"] == json::parse(R"({"to":"a@example.com","n":[1,2]})"));
+  CHECK(jobs[0]["priority"] == 5);
+  CHECK(jobs[0]["attempts"] == 7);
+
+  json got = getJob(w.port(), "mail", id);
+  CHECK(got["state"] == "waiting");
+  CHECK(got["attempts_made"] == 0);
+  CHECK(got["last_error"].is_null());
+}
+
+TEST_CASE("an array body enqueues every job and answers their ids in order", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  json batch = json::array();
+  for (int i = 0; i < 120; ++i) batch.push_back({{"name", "n"}, {"data", {{"i", i}}}});
+  batch.push_back({{"name", "later"}, {"delay", "1h"}});
+  auto r = httpPost(w.port(), "/v1/queues/bulk/jobs", batch.dump());
+  REQUIRE(r);
+  REQUIRE(r->status == 202);
+  json j = json::parse(r->body);
+  REQUIRE(j["ids"].size() == 121);
+  CHECK(j["created"].size() == 121);
+  CHECK(getJob(w.port(), "bulk", j["ids"][7])["payload"]["i"] == 7);
+  CHECK(getJob(w.port(), "bulk", j["ids"][120])["state"] == "delayed");
+  json queues = body(httpGet(w.port(), "/v1/queues"));
+  REQUIRE(queues.size() == 1);
+  CHECK(queues[0]["waiting"] == 120);
+  CHECK(queues[0]["delayed"] == 1);
+}
+
+TEST_CASE("bad bodies and fields answer 400 naming the field", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  struct Case {
+    std::string path, body, field;
+  };
+  std::vector<Case> cases = {
+      {"/v1/queues/q/jobs", "{not json", "body"},
+      {"/v1/queues/q/jobs", "[]", "body"},
+      {"/v1/queues/q/jobs", "42", "body"},
+      {"/v1/queues/q/jobs", R"({"data":{}})", "name"},
+      {"/v1/queues/q/jobs", R"({"name":""})", "name"},
+      {"/v1/queues/q/jobs", R"({"name":"x","delay":-5})", "delay"},
+      {"/v1/queues/q/jobs", R"({"name":"x","delay":"soon"})", "delay"},
+      {"/v1/queues/q/jobs", R"({"name":"x","priority":5000})", "priority"},
+      {"/v1/queues/q/jobs", R"({"name":"x","priority":"high"})", "priority"},
+      {"/v1/queues/q/jobs", R"({"name":"x","attempts":0})", "attempts"},
+      {"/v1/queues/q/jobs", R"({"name":"x","unique":7})", "unique"},
+      {"/v1/queues/q/jobs", R"({"name":"x","colour":"red"})", "colour"},
+      {"/v1/queues/q/jobs", R"([{"name":"a"},{"name":"b","attempts":-1}])", "[1].attempts"},
+      {"/v1/queues/q/jobs", R"([{"name":"a"},"b"])", "[1]"},
+      {"/v1/queues/bad%20name/jobs", R"({"name":"x"})", "queue"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.path << " " << c.body);
+    auto r = httpPost(w.port(), c.path, c.body);
+    REQUIRE(r);
+    CHECK(r->status == 400);
+    json j = json::parse(r->body);
+    CHECK(j["field"] == c.field);
+    CHECK(!j["error"].get<std::string>().empty());
+  }
+  // Nothing from the failed requests was enqueued (the array is all or nothing).
+  CHECK(body(httpGet(w.port(), "/v1/queues")).empty());
+}
+
+TEST_CASE("a unique key enqueues once and answers the first id again", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  json a = body(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x","unique":"order-7"})"));
+  json b = body(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x","unique":"order-7"})"));
+  CHECK(a["created"] == true);
+  CHECK(b["created"] == false);
+  CHECK(a["id"] == b["id"]);
+}
+
+TEST_CASE("GET a job that does not exist answers 404", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  auto r = httpGet(w.port(), "/v1/queues/q/jobs/12345");
+  REQUIRE(r);
+  CHECK(r->status == 404);
+  CHECK(json::parse(r->body)["error"].get<std::string>().find("12345") != std::string::npos);
+}
+
+TEST_CASE("GET /v1/queues answers the same JSON as clusterd queues --json", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  for (const char* q : {"alpha", "beta", "beta"})
+    REQUIRE(httpPost(w.port(), std::string("/v1/queues/") + q + "/jobs", R"({"name":"x"})")->status == 202);
+  REQUIRE(runClusterd({"--redis", redis.url(), "queue", "alpha", "pause"}).exit_code == 0);
+  json http = body(httpGet(w.port(), "/v1/queues"));
+  auto cli = runClusterd({"--redis", redis.url(), "queues", "--json"});
+  REQUIRE(cli.exit_code == 0);
+  CHECK(http == json::parse(cli.out));
+  REQUIRE(http.size() == 2);
+  CHECK(http[0]["paused"] == true);
+  CHECK(http[1]["waiting"] == 2);
+}
+
+TEST_CASE("--queues consumes jobs with the built-in handlers and counts them in /metrics", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url(), "--queues", "fast:4,slow:2"});
+  std::vector<std::string> ids;
+  json batch = json::array();
+  for (int i = 0; i < 30; ++i) batch.push_back({{"name", "noop"}});
+  json fast = body(httpPost(w.port(), "/v1/queues/fast/jobs", batch.dump()));
+  json slow = body(httpPost(w.port(), "/v1/queues/slow/jobs", R"([{"name":"sleep","data":{"ms":50}},{"name":"sleep","data":{"ms":50}}])"));
+  REQUIRE(waitFor([&] {
+    for (const auto& id : fast["ids"])
+      if (getJob(w.port(), "fast", id)["state"] != "completed") return false;
+    for (const auto& id : slow["ids"])
+      if (getJob(w.port(), "slow", id)["state"] != "completed") return false;
+    return true;
+  }));
+  auto m = httpGet(w.port(), "/metrics");
+  REQUIRE(m);
+  CHECK(m->body.find("clusterd_worker_jobs_total{outcome=\"done\"} 32") != std::string::npos);
+  CHECK(m->body.find("clusterd_worker_jobs_in_flight 0") != std::string::npos);
+  CHECK(m->body.find("clusterd_queue_processed_total{queue=\"fast\",outcome=\"completed\"} 30") != std::string::npos);
+  CHECK(m->body.find("clusterd_queue_jobs{queue=\"slow\",state=\"waiting\"} 0") != std::string::npos);
+  // A queue that is not configured is not consumed.
+  json other = body(httpPost(w.port(), "/v1/queues/other/jobs", R"({"name":"noop"})"));
+  std::this_thread::sleep_for(300ms);
+  CHECK(getJob(w.port(), "other", other["id"])["state"] == "waiting");
+}
+
+TEST_CASE("command handlers from the ecosystem file run jobs; a failure shows as last_error", "[worker][queue-api]") {
+  RedisServer redis;
+  TempDir dir("clusterd-handlers");
+  writeFile(dir.file("eco.yaml"),
+            "apps:\n"
+            "  - name: api\n"
+            "    script: builtin:worker\n"
+            "    queues:\n"
+            "      work: 2\n"
+            "queue:\n"
+            "  redis_url: " + redis.url() + "\n"
+            "  queues:\n"
+            "    work:\n"
+            "      attempts: 1\n"
+            "handlers:\n"
+            "  copy: [sh, -c, 'cat > " + dir.file("copied.json") + "']\n"
+            "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n");
+  WorkerProcess w({"--ecosystem", dir.file("eco.yaml"), "--app", "api"});
+  json ok = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"copy","data":{"k":"v"}})"));
+  json bad = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"broken"})"));
+  REQUIRE(waitFor([&] { return getJob(w.port(), "work", bad["id"])["state"] == "dead"; }));
+  REQUIRE(waitFor([&] { return getJob(w.port(), "work", ok["id"])["state"] == "completed"; }));
+  CHECK(json::parse(readFile(dir.file("copied.json"))) == json{{"k", "v"}});
+  json dead = getJob(w.port(), "work", bad["id"]);
+  CHECK(dead["last_error"].get<std::string>().find("disk on fire") != std::string::npos);
+  CHECK(dead["attempts_made"] == 1);
+}
+
+TEST_CASE("job routes answer 503 while Redis is down; /health turns 503 and back to 200", "[worker][queue-api][health]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  auto h = httpGet(w.port(), "/health");
+  REQUIRE(h);
+  CHECK(h->status == 200);
+  CHECK(json::parse(h->body)["redis"] == "ok");
+
+  redis.stop();
+  // /health is cached for a second; it must turn within a few.
+  REQUIRE(waitFor([&] {
+    auto r = httpGet(w.port(), "/health");
+    return r && r->status == 503;
+  }, 5s));
+  json down = body(httpGet(w.port(), "/health"));
+  CHECK(down["status"] == "unavailable");
+  CHECK(down["redis"] != "ok");
+  for (auto r : {httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})"),
+                 httpGet(w.port(), "/v1/queues/q/jobs/1"), httpGet(w.port(), "/v1/queues")}) {
+    REQUIRE(r);
+    CHECK(r->status == 503);
+    CHECK(r->header("retry-after") == "1");
+  }
+  // Bad input is still a 400, not a 503: the client must fix it either way.
+  CHECK(httpPost(w.port(), "/v1/queues/q/jobs", "{")->status == 400);
+
+  redis.start();
+  REQUIRE(waitFor([&] {
+    auto r = httpGet(w.port(), "/health");
+    return r && r->status == 200;
+  }, 10s));
+  CHECK(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})")->status == 202);
+  CHECK(w.child().running());
+}

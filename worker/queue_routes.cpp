@@ -1,0 +1,242 @@
+// The job API of the built-in worker, on the queue module's client:
+//   POST /v1/queues/{queue}/jobs        enqueue one job (JSON object) or many (array)
+//   GET  /v1/queues/{queue}/jobs/{id}   one job: state, attempts, last error
+//   GET  /v1/queues                     every queue's sizes and counters
+// Bodies are JSON; payloads are stored as msgpack. A bad body or field is a
+// 400 naming the field; Redis not reachable is a 503 with Retry-After, so a
+// client can tell "fix your request" from "try again".
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/load.h"
+#include "queue/client.h"
+#include "queue/job.h"
+#include "queue/scripts.h"
+#include "worker/queue_link.h"
+#include "worker/worker.h"
+
+namespace clusterd::worker {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxJobsPerRequest = 10'000;
+
+struct FieldError {
+  std::string field;
+  std::string message;
+};
+
+// Milliseconds from a non-negative integer or a duration text ("5s", "1m").
+std::optional<queue::Millis> millisField(const json& v) {
+  if (v.is_number_integer() || v.is_number_unsigned()) {
+    int64_t n = v.get<int64_t>();
+    if (n < 0) return std::nullopt;
+    return queue::Millis(n);
+  }
+  if (v.is_string()) {
+    queue::Millis ms{0};
+    if (config::parseDuration(v.get<std::string>(), ms) && ms.count() >= 0) return ms;
+  }
+  return std::nullopt;
+}
+
+// One job object -> NewJob; `where` prefixes field names in arrays ("[3].name").
+std::optional<FieldError> parseJob(const json& j, const std::string& where, queue::NewJob& out) {
+  auto field = [&](const char* name) { return where + name; };
+  if (!j.is_object()) return FieldError{where.empty() ? "body" : where, "a job must be a JSON object"};
+  for (const auto& [key, value] : j.items()) {
+    if (key == "name") {
+      if (!value.is_string() || value.get<std::string>().empty())
+        return FieldError{field("name"), "name must be a non-empty string (it selects the handler)"};
+      out.name = value.get<std::string>();
+    } else if (key == "data") {
+      out.payload = queue::payloadFromJson(value);
+    } else if (key == "delay") {
+      auto ms = millisField(value);
+      if (!ms) return FieldError{field("delay"), "delay must be milliseconds (a non-negative integer) or a duration such as \"30s\""};
+      out.options.delay = *ms;
+    } else if (key == "priority") {
+      if (!value.is_number_integer() || value.get<int64_t>() < -1000 || value.get<int64_t>() > 1000)
+        return FieldError{field("priority"), "priority must be an integer from -1000 to 1000 (higher runs first)"};
+      out.options.priority = value.get<int>();
+    } else if (key == "attempts") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > 1000)
+        return FieldError{field("attempts"), "attempts must be an integer from 1 to 1000"};
+      out.options.attempts = value.get<int>();
+    } else if (key == "unique") {
+      if (!value.is_string() || value.get<std::string>().empty() || value.get<std::string>().size() > 512)
+        return FieldError{field("unique"), "unique must be a non-empty string of at most 512 bytes"};
+      out.options.unique_key = value.get<std::string>();
+    } else if (key == "timeout") {
+      auto ms = millisField(value);
+      if (!ms || ms->count() == 0) return FieldError{field("timeout"), "timeout must be positive milliseconds or a duration such as \"2m\""};
+      out.options.timeout = *ms;
+    } else if (key == "backoff") {
+      auto ms = millisField(value);
+      if (!ms || ms->count() == 0) return FieldError{field("backoff"), "backoff must be positive milliseconds or a duration such as \"5s\""};
+      out.options.backoff = *ms;
+    } else {
+      return FieldError{field(key.c_str()),
+                        "unknown field; a job has name, data, delay, priority, attempts, unique, timeout, backoff"};
+    }
+  }
+  if (out.name.empty()) return FieldError{field("name"), "name is required"};
+  return std::nullopt;
+}
+
+// The same object per queue as `clusterd queues --json`.
+json countsJson(const queue::QueueCounts& c) {
+  return {{"queue", c.queue},
+          {"waiting", c.waiting},
+          {"active", c.active},
+          {"delayed", c.delayed},
+          {"dead", c.dead},
+          {"completed", c.completed_total},
+          {"failed", c.failed_total},
+          {"paused", c.paused},
+          {"per_min", c.per_min},
+          {"enqueued", c.enqueued_total},
+          {"stalled", c.stalled_total},
+          {"completed_kept", c.completed}};
+}
+
+class QueueRoutes {
+ public:
+  explicit QueueRoutes(Worker& w) : w_(w) {}
+
+  // True (and answered 503) when Redis is not reachable now.
+  bool unavailable(Responder& res) {
+    QueueLink* q = w_.queues();
+    if (q && q->connected()) return false;
+    std::string where = w_.options().redis_url;
+    res.header("Retry-After", "1")
+        .error(503, fmt::format("Redis ({}) is not reachable; retry shortly", where));
+    return true;
+  }
+
+  // A Redis error after the request was sent: 503 when the connection is
+  // gone, else 500 with the cause.
+  void failed(Responder& res, const Error& e) {
+    if (unavailable(res)) return;
+    res.error(500, e.message);
+  }
+
+  void enqueue(const Request& req, Responder res) {
+    std::string queue_name(req.param("queue"));
+    if (!queue::validQueueName(queue_name))
+      return res.error(400, "invalid queue name: use 1-100 of A-Z a-z 0-9 _ . -", "queue");
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded()) return res.error(400, "the body is not valid JSON", "body");
+    std::vector<queue::NewJob> jobs;
+    bool many = body.is_array();
+    if (many) {
+      if (body.empty()) return res.error(400, "the array holds no jobs", "body");
+      if (body.size() > kMaxJobsPerRequest)
+        return res.error(400, fmt::format("at most {} jobs per request", kMaxJobsPerRequest), "body");
+      jobs.resize(body.size());
+      for (size_t i = 0; i < body.size(); ++i) {
+        if (auto err = parseJob(body[i], fmt::format("[{}].", i), jobs[i])) {
+          if (err->field.back() == '.') err->field.pop_back();
+          return res.error(400, err->message, err->field);
+        }
+      }
+    } else {
+      jobs.resize(1);
+      if (auto err = parseJob(body, "", jobs[0])) return res.error(400, err->message, err->field);
+    }
+    if (unavailable(res)) return;
+    w_.queueClient()->enqueueBulk(
+        queue_name, std::move(jobs),
+        [this, res, many, queue_name](Result<std::vector<queue::Enqueued>> r) mutable {
+          if (!r) return failed(res, r.error());
+          if (!many) {
+            const queue::Enqueued& e = r->front();
+            res.header("Location", fmt::format("/v1/queues/{}/jobs/{}", queue_name, e.id));
+            return res.json(202, {{"queue", queue_name}, {"id", e.id}, {"created", e.created}});
+          }
+          json ids = json::array(), created = json::array();
+          for (const auto& e : *r) {
+            ids.push_back(e.id);
+            created.push_back(e.created);
+          }
+          res.json(202, {{"queue", queue_name}, {"ids", std::move(ids)}, {"created", std::move(created)}});
+        });
+  }
+
+  void job(const Request& req, Responder res) {
+    std::string queue_name(req.param("queue")), id(req.param("id"));
+    if (!queue::validQueueName(queue_name))
+      return res.error(400, "invalid queue name: use 1-100 of A-Z a-z 0-9 _ . -", "queue");
+    if (unavailable(res)) return;
+    w_.queueClient()->job(queue_name, id, [this, res, queue_name, id](Result<std::optional<queue::Job>> r) mutable {
+      if (!r) return failed(res, r.error());
+      if (!*r) return res.error(404, fmt::format("no job {} in queue '{}'", id, queue_name));
+      const queue::Job& j = **r;
+      json out = j.toJson();
+      if (!j.errors.empty()) {
+        out["last_error"] = j.errors.back().error;
+      } else if (!j.reason.empty()) {
+        out["last_error"] = j.reason;
+      } else {
+        out["last_error"] = nullptr;
+      }
+      res.json(200, out);
+    });
+  }
+
+  void list(const Request&, Responder res) {
+    if (unavailable(res)) return;
+    queue::Client* client = w_.queueClient();
+    client->queues([this, res, client](Result<std::vector<std::string>> names) mutable {
+      if (!names) return failed(res, names.error());
+      if (names->empty()) return res.json(200, json::array());
+      struct State {
+        std::vector<json> rows;
+        size_t pending = 0;
+        std::optional<Error> error;
+      };
+      auto st = std::make_shared<State>();
+      st->rows.resize(names->size());
+      st->pending = names->size();
+      for (size_t i = 0; i < names->size(); ++i) {
+        client->counts((*names)[i], [this, st, i, res](Result<queue::QueueCounts> c) mutable {
+          if (c) {
+            st->rows[i] = countsJson(*c);
+          } else if (!st->error) {
+            st->error = c.error();
+          }
+          if (--st->pending > 0) return;
+          if (st->error) return failed(res, *st->error);
+          res.json(200, json(std::move(st->rows)));
+        });
+      }
+    });
+  }
+
+ private:
+  Worker& w_;
+};
+
+}  // namespace
+
+void installQueueRoutes(Worker& w) {
+  if (!w.queueClient()) return;
+  auto routes = std::make_shared<QueueRoutes>(w);
+  w.router().post("/v1/queues/{queue}/jobs", [routes](const Request& req, Responder res) {
+    routes->enqueue(req, std::move(res));
+  });
+  w.router().get("/v1/queues/{queue}/jobs/{id}", [routes](const Request& req, Responder res) {
+    routes->job(req, std::move(res));
+  });
+  w.router().get("/v1/queues", [routes](const Request& req, Responder res) {
+    routes->list(req, std::move(res));
+  });
+}
+
+}  // namespace clusterd::worker
