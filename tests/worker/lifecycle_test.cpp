@@ -21,7 +21,7 @@ using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-TEST_CASE("/v1/ needs the bearer token from the environment; /health and /metrics do not", "[worker][auth]") {
+TEST_CASE("/v1/ needs the bearer token from the environment but /health and /metrics do not", "[worker][auth]") {
   RedisServer redis;
   WorkerProcess w({"--redis", redis.url(), "--auth-token-env", "API_TOKEN"}, {{"API_TOKEN", "s3cret-token"}});
   const std::string job = R"({"name":"x"})";
@@ -159,7 +159,7 @@ class EnqueueLoad {
 
 }  // namespace
 
-TEST_CASE("SIGTERM under load drains: no failed request, no lost job, exit 0", "[worker][drain]") {
+TEST_CASE("SIGTERM under load drains with no failed request and no lost job and exits 0", "[worker][drain]") {
   RedisServer redis;
   int port = 0;
   int fd = inheritableListener(port);

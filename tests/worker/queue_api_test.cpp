@@ -150,7 +150,7 @@ TEST_CASE("GET /v1/queues answers the same JSON as clusterd queues --json", "[wo
   CHECK(http[1]["waiting"] == 2);
 }
 
-TEST_CASE("--queues consumes jobs with the built-in handlers and counts them in /metrics", "[worker][queue-api]") {
+TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts them in /metrics", "[worker][queue-api]") {
   RedisServer redis;
   WorkerProcess w({"--redis", redis.url(), "--queues", "fast:4,slow:2"});
   std::vector<std::string> ids;
@@ -177,7 +177,7 @@ TEST_CASE("--queues consumes jobs with the built-in handlers and counts them in 
   CHECK(getJob(w.port(), "other", other["id"])["state"] == "waiting");
 }
 
-TEST_CASE("command handlers from the ecosystem file run jobs; a failure shows as last_error", "[worker][queue-api]") {
+TEST_CASE("command handlers from the ecosystem file run jobs and a failure shows as last_error", "[worker][queue-api]") {
   RedisServer redis;
   TempDir dir("clusterd-handlers");
   writeFile(dir.file("eco.yaml"),
@@ -205,7 +205,7 @@ TEST_CASE("command handlers from the ecosystem file run jobs; a failure shows as
   CHECK(dead["attempts_made"] == 1);
 }
 
-TEST_CASE("job routes answer 503 while Redis is down; /health turns 503 and back to 200", "[worker][queue-api][health]") {
+TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and back to 200", "[worker][queue-api][health]") {
   RedisServer redis;
   WorkerProcess w({"--redis", redis.url()});
   auto h = httpGet(w.port(), "/health");
