@@ -255,7 +255,10 @@ void Connection::readResults() {
         finishWork();
         break;
       case PGRES_FATAL_ERROR:
-        if (!reply_.error) reply_.error = errorFromResult(r);
+        if (!reply_.error) {
+          reply_.error = errorFromResult(r);
+          reply_.failed_at = reply_.results.size();
+        }
         PQclear(r);
         break;
       case PGRES_PIPELINE_ABORTED: PQclear(r); break;

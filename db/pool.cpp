@@ -372,7 +372,7 @@ void Transaction::release() {
   if (auto p = pool_.lock()) (*p)->release(c);
 }
 
-void Transaction::run(std::vector<Statement> batch, ReplyCallback done) {
+void Transaction::run(std::vector<Statement> batch, ReplyCallback done, OnError on_error) {
   auto pool = pool_.lock();
   if (!conn_ || !pool) {
     done(Reply{{}, connectionError("transaction already finished")});
@@ -382,32 +382,44 @@ void Transaction::run(std::vector<Statement> batch, ReplyCallback done) {
   if (with_begin) batch.insert(batch.begin(), Statement{"BEGIN", {}});
   begun_ = true;
   auto self = shared_from_this();
-  conn_->execute(std::move(batch), [self, with_begin, done = std::move(done)](Reply r) {
+  conn_->execute(std::move(batch), [self, with_begin, on_error, done = std::move(done)](Reply r) {
     if (auto p = self->pool_.lock()) (*p)->noteReply(self->conn_, r);
     if (r.ok() && with_begin) r.results.erase(r.results.begin());
-    if (r.error) self->release();  // rolls back and frees the connection
+    if (r.error) {
+      bool begin_failed = with_begin && (!r.failed_at || *r.failed_at == 0);
+      if (r.failed_at && with_begin && *r.failed_at > 0) --*r.failed_at;
+      bool keep = on_error == OnError::kKeep && !begin_failed && r.failed_at &&
+                  self->conn_->state() == Connection::State::kIdle &&
+                  self->conn_->transactionStatus() == PQTRANS_INERROR;
+      if (!keep) self->release();  // rolls back and frees the connection
+    }
     done(std::move(r));
   });
 }
 
-void Transaction::commit(std::vector<Statement> last, ReplyCallback done) {
+void Transaction::commit(std::vector<Statement> last, ReplyCallback done, OnError on_error) {
   size_t n = last.size();
   last.push_back(Statement{"COMMIT", {}});
   auto self = shared_from_this();
-  run(std::move(last), [self, n, done = std::move(done)](Reply r) {
-    if (r.ok()) {
-      // COMMIT of a transaction that failed earlier answers "ROLLBACK".
-      if (r.results.size() != n + 1 || r.results.back().commandStatus() != "COMMIT") {
-        r.error = DbError{ErrorKind::kPermanent, "25P02",
-                          "transaction was rolled back instead of committed"};
-        r.results.clear();
-      } else {
-        r.results.pop_back();
-      }
-    }
-    self->release();
-    done(std::move(r));
-  });
+  run(
+      std::move(last),
+      [self, n, done = std::move(done)](Reply r) {
+        if (r.ok()) {
+          // COMMIT of a transaction that failed earlier answers "ROLLBACK".
+          if (r.results.size() != n + 1 || r.results.back().commandStatus() != "COMMIT") {
+            r.error = DbError{ErrorKind::kPermanent, "25P02",
+                              "transaction was rolled back instead of committed"};
+            r.results.clear();
+          } else {
+            r.results.pop_back();
+          }
+          self->release();
+        } else if (r.failed_at && *r.failed_at >= n) {
+          self->release();  // COMMIT itself failed: the transaction is over
+        }
+        done(std::move(r));
+      },
+      on_error);
 }
 
 void Transaction::rollback() { release(); }

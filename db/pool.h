@@ -59,19 +59,31 @@ struct PoolStats {
   size_t waiting = 0;           // requests queued for a connection
 };
 
+// What a statement error does to a transaction: end it (roll back and give
+// the connection back), or keep it open in its failed state so the caller
+// can ROLLBACK TO SAVEPOINT and go on. A lost connection always ends it.
+enum class OnError { kRollback, kKeep };
+
 class Transaction : public std::enable_shared_from_this<Transaction> {
  public:
   ~Transaction();
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
 
-  // Runs statements inside the transaction (pipelined when several).
-  void run(std::vector<Statement> batch, ReplyCallback done);
+  // Runs statements inside the transaction (pipelined when several). On an
+  // error, Reply::failed_at indexes `batch`.
+  void run(std::vector<Statement> batch, ReplyCallback done,
+           OnError on_error = OnError::kRollback);
   void query(Statement s, ReplyCallback done) { run({std::move(s)}, std::move(done)); }
   // Runs `last` and COMMIT in one pipeline; the Reply holds the results of
-  // `last`. An error (including a failed COMMIT) means nothing was written.
-  void commit(std::vector<Statement> last, ReplyCallback done);
+  // `last`. An error (including a failed COMMIT) means nothing was written
+  // yet; with OnError::kKeep and an error in `last` (failed_at < last.size()),
+  // the transaction stays open for a ROLLBACK TO SAVEPOINT.
+  void commit(std::vector<Statement> last, ReplyCallback done,
+              OnError on_error = OnError::kRollback);
   void commit(ReplyCallback done) { commit({}, std::move(done)); }
+  // False once committed, rolled back or broken.
+  bool open() const { return conn_ != nullptr; }
   // Rolls back now and gives the connection back.
   void rollback();
 

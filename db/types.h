@@ -91,6 +91,9 @@ class Rows {
 struct Reply {
   std::vector<Rows> results;
   std::optional<DbError> error;
+  // With an error from the server: the index in the batch of the statement
+  // that failed (the ones before it ran; the ones after it were skipped).
+  std::optional<size_t> failed_at = std::nullopt;
   bool ok() const { return !error.has_value(); }
   const Rows& operator[](size_t i) const;
 };

@@ -3,14 +3,16 @@
 // a handler may use, and the outcome.
 //
 // Outcomes: kDone acknowledges; kRetry asks the queue for another attempt
-// with backoff (transient database errors, a mail server down); kFail fails
-// the attempt with a message that names the bad data (permanent errors).
+// with backoff (transient database errors, a mail server down); kFail is a
+// permanent failure with a message that names the bad data: the job goes to
+// dead at once, its remaining attempts unused (queue::permanentFailure).
 #pragma once
 
 #include <uv.h>
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,7 @@ using EnqueueFn = std::function<void(const std::string& queue, const std::string
 using InvalidateFn = std::function<void(const std::vector<std::string>& skus)>;
 
 class Mailer;
+class OrderGrouper;
 
 struct Services {
   uv_loop_t* loop = nullptr;
@@ -65,6 +68,9 @@ struct Services {
   EnqueueFn enqueue;        // required by order.process and email.batch
   InvalidateFn invalidate;  // optional
   Mailer* mailer = nullptr; // required by email.batch
+  // Gathers concurrent order.process jobs into shared transactions; made by
+  // the first processOrder() call, lives as long as these services.
+  std::shared_ptr<OrderGrouper> order_grouper;
 };
 
 // The JobResult for a database error: transient -> retry, permanent -> fail.
@@ -72,6 +78,8 @@ JobResult fromDbError(const std::string& what, const db::DbError& e);
 
 // The handlers. Each validates its payload (kFail with the field at fault),
 // does its writes and its ledger row in one transaction, and answers once.
+// order.process jobs that arrive together share one transaction
+// (jobs/order_group.h); each still gets its own answer.
 void processOrder(Services& s, const Job& job, JobDone done);
 void adjustInventory(Services& s, const Job& job, JobDone done);
 void sendEmailBatch(Services& s, const Job& job, JobDone done);

@@ -1,38 +1,37 @@
 // order.process: reserve stock for every line of a pending order, or reject
 // it with a reason, in one transaction with the ledger row and the
 // confirmation email (a transactional outbox), then enqueue email.batch.
+// Order jobs running at the same time in one process share that transaction
+// (jobs/order_group.h decides each order; this file runs the group).
 //
-// Design: two round trips. The first pipeline (with BEGIN) inserts the
-// ledger row, locks the order, and locks the order's variants ordered by id:
-// every order takes its row locks in the same order, so concurrent orders
-// queue behind each other instead of deadlocking, and the stock read under
-// the lock is the stock the decision uses (no overselling). The decision is
-// made here; the second pipeline writes it and COMMITs. A redelivered job
-// finds its ledger row (the INSERT ... ON CONFLICT DO NOTHING touches no row)
-// and only re-sends the email.batch hand-off if the email is still pending,
-// so a crash between COMMIT and enqueue loses no email.
+// Design: a group costs two round trips and one WAL flush however many
+// orders it holds. The first pipeline (with BEGIN) inserts the jobs' ledger
+// rows (sorted), locks the orders by ascending id and then their variants by
+// ascending id, and reads the lines and the pending emails. Every group takes
+// its row locks in that one order, so concurrent groups (and inventory.adjust,
+// which locks variants by id too) queue behind each other instead of
+// deadlocking, and the stock read under the locks is the stock the decisions
+// use: no overselling. The second pipeline writes every decision with
+// set-based statements inside a savepoint and COMMITs. If a write fails for
+// a permanent reason (bad data), the group goes back to that savepoint and
+// writes order by order, each in its own savepoint: the order at fault fails
+// alone (its ledger row removed, so a later retry of its job is not taken
+// for a redelivery), the decisions after it are made again without it, and
+// the others commit. A transient error (connection lost, deadlock,
+// serialization failure) retries every job of the group.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "common/log.h"
 #include "jobs/job.h"
+#include "jobs/order_group.h"
 
 namespace clusterd::jobs {
 namespace {
-
-struct Line {
-  int line_no = 0;
-  std::string sku;
-  int64_t qty = 0;
-};
-
-struct Variant {
-  int64_t id = 0;
-  int64_t stock = 0;
-  int64_t price_cents = 0;
-};
 
 // Orders committed within one 100 ms window share one email.batch job, due
 // just after the window closes: its unique key names the window, so the
@@ -40,8 +39,8 @@ struct Variant {
 // every enqueue of its window, hence after every commit that preceded them.
 constexpr int64_t kEmailWindowMs = 100;
 
-void enqueueEmailBatch(Services& s, int64_t order_id, JobResult result, JobDone done) {
-  if (!s.enqueue) return done(std::move(result));
+void enqueueEmailBatch(Services& s, std::function<void(std::optional<std::string>)> done) {
+  if (!s.enqueue) return done(std::nullopt);
   int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
@@ -49,124 +48,166 @@ void enqueueEmailBatch(Services& s, int64_t order_id, JobResult result, JobDone 
   EnqueueOptions opts;
   opts.delay = std::chrono::milliseconds((window + 1) * kEmailWindowMs - now + 5);
   opts.unique = fmt::format("email.batch@{}", window);
-  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json{{"order_id", order_id}}, opts,
-            [result = std::move(result), done = std::move(done)](Result<std::string> r) mutable {
-              if (!r) {
-                // The order is committed; the retry finds the ledger row and
-                // hands the pending email over again.
-                return done(JobResult{Outcome::kRetry,
-                                      "order committed, enqueue of email.batch failed: " +
-                                          r.error().message});
-              }
-              done(std::move(result));
+  s.enqueue(kEmailQueue, kEmailBatch, nlohmann::json::object(), opts,
+            [done = std::move(done)](Result<std::string> r) {
+              if (!r) return done(r.error().message);
+              done(std::nullopt);
             });
 }
 
-void decide(Services& s, int64_t order_id, db::TransactionPtr tx,
-            const db::Reply& r, JobDone done) {
-  // r[0] ledger insert, r[1] order, r[2] variants (locked), r[3] lines, r[4] pending emails.
-  if (r[0].affected() == 0) {
-    tx->rollback();
-    JobResult res{Outcome::kDone, "already processed (job ledger)"};
-    if (r[4].int64(0, 0) > 0) return enqueueEmailBatch(s, order_id, std::move(res), std::move(done));
-    return done(std::move(res));
-  }
-  if (r[1].size() == 0) {
-    tx->rollback();
-    return done(JobResult{Outcome::kFail, fmt::format("data.order_id: order {} does not exist",
-                                                      order_id)});
-  }
-  std::string status = r[1].str(0, 0);
-  std::string customer = r[1].str(0, 1);
-  if (status != "pending") {
-    // Decided by an earlier job for the same order: record this one, change nothing.
-    tx->commit([done = std::move(done), status](db::Reply c) {
-      if (!c.ok()) return done(fromDbError("order.process", *c.error));
-      done(JobResult{Outcome::kDone, "order already " + status});
-    });
-    return;
-  }
-  std::map<std::string, Variant> variants;
-  for (int i = 0; i < r[2].size(); ++i)
-    variants[r[2].str(i, 1)] = Variant{r[2].int64(i, 0), r[2].int64(i, 2), r[2].int64(i, 3)};
-  std::vector<Line> lines;
-  for (int i = 0; i < r[3].size(); ++i)
-    lines.push_back(Line{static_cast<int>(r[3].int64(i, 0)), r[3].str(i, 1), r[3].int64(i, 2)});
+// One group on one transaction, from the first pipeline to the answers.
+class GroupRun : public std::enable_shared_from_this<GroupRun> {
+ public:
+  GroupRun(Services& s, db::TransactionPtr tx, std::vector<OrderJob> jobs)
+      : s_(s), tx_(std::move(tx)), group_(std::move(jobs)) {}
 
-  std::string reason;
-  std::map<int64_t, int64_t> take;  // variant id -> qty, lines of one SKU summed
-  int64_t total = 0;
-  if (lines.empty()) reason = "order has no lines";
-  for (const Line& l : lines) {
-    auto it = variants.find(l.sku);
-    if (it == variants.end()) {
-      reason = fmt::format("unknown sku {}", l.sku);
-      break;
-    }
-    take[it->second.id] += l.qty;
-    total += l.qty * it->second.price_cents;
+  void start() {
+    std::vector<int64_t> order_ids = group_.orderIds();
+    std::vector<std::string> job_ids = group_.jobIds();
+    auto self = shared_from_this();
+    tx_->run(
+        {db::stmt("INSERT INTO job_ledger (job_id, job_name)"
+                  " SELECT id, 'order.process' FROM unnest($1::text[]) AS id ORDER BY id"
+                  " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                  db::textArray(job_ids)),
+         db::stmt("SELECT id, status, customer FROM orders WHERE id = ANY($1::bigint[])"
+                  " ORDER BY id FOR UPDATE",
+                  db::int64Array(order_ids)),
+         db::stmt("SELECT id, sku, stock, price_cents FROM variants"
+                  " WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = ANY($1::bigint[]))"
+                  " ORDER BY id FOR UPDATE",
+                  db::int64Array(order_ids)),
+         db::stmt("SELECT order_id, line_no, sku, qty FROM order_lines"
+                  " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line_no",
+                  db::int64Array(order_ids)),
+         db::stmt("SELECT DISTINCT order_id FROM email_outbox"
+                  " WHERE order_id = ANY($1::bigint[]) AND status = 'pending'",
+                  db::int64Array(order_ids))},
+        [self](db::Reply r) { self->onRead(std::move(r)); });
   }
-  if (reason.empty()) {
-    for (auto& [sku, v] : variants) {
-      auto t = take.find(v.id);
-      if (t != take.end() && t->second > v.stock) {
-        reason = fmt::format("insufficient stock for {}: requested {}, available {}", sku,
-                             t->second, v.stock);
-        break;
+
+ private:
+  void onRead(db::Reply r) {
+    if (!r.ok()) {
+      if (!r.error->transient() && group_.size() > 1) {
+        // Something about one job's data broke a statement of the whole
+        // group: run each job on its own so only that one fails.
+        tx_->rollback();
+        for (OrderJob& j : group_.takeJobs()) processOrderAlone(s_, std::move(j));
+        return;
       }
+      return answerAll(fromDbError("order.process", *r.error));
     }
+    GroupSnapshot snap;
+    for (int i = 0; i < r[0].size(); ++i) snap.inserted.insert(r[0].str(i, 0));
+    for (int i = 0; i < r[1].size(); ++i)
+      snap.orders[r[1].int64(i, 0)] = {r[1].str(i, 1), r[1].str(i, 2)};
+    for (int i = 0; i < r[2].size(); ++i)
+      snap.variants[r[2].str(i, 1)] = {r[2].int64(i, 0), r[2].int64(i, 2), r[2].int64(i, 3)};
+    for (int i = 0; i < r[3].size(); ++i)
+      snap.lines[r[3].int64(i, 0)].push_back(
+          {static_cast<int>(r[3].int64(i, 1)), r[3].str(i, 2), r[3].int64(i, 3)});
+    for (int i = 0; i < r[4].size(); ++i) snap.pending_email.insert(r[4].int64(i, 0));
+    group_.decide(std::move(snap));
+    if (!group_.writes() && group_.ledgerDeletes().empty()) {
+      // Nothing to write: redeliveries, or orders decided by other jobs.
+      // The ledger rows of the latter still commit.
+      return commit({});
+    }
+    writeBulk();
   }
 
-  if (!reason.empty()) {
-    tx->commit({db::stmt("UPDATE orders SET status = 'rejected', reason = $2, processed_at = now()"
-                         " WHERE id = $1",
-                         order_id, reason)},
-               [done = std::move(done), reason](db::Reply c) {
-                 if (!c.ok()) return done(fromDbError("order.process", *c.error));
-                 done(JobResult{Outcome::kDone, "rejected: " + reason,
-                                {{"status", "rejected"}, {"reason", reason}}});
-               });
-    return;
+  // Every decision in one savepoint; COMMIT in the same pipeline.
+  void writeBulk() {
+    std::vector<db::Statement> batch{db::Statement{"SAVEPOINT grp", {}}};
+    size_t first = batch.size();
+    group_.appendWrites(0, group_.decisionCount(), batch);
+    size_t end = batch.size();
+    batch.push_back(db::Statement{"RELEASE SAVEPOINT grp", {}});
+    appendLedgerDeletes(batch);
+    auto self = shared_from_this();
+    tx_->commit(
+        std::move(batch),
+        [self, first, end](db::Reply r) {
+          if (r.ok()) return self->committed();
+          if (r.error->transient() || !self->tx_->open() || !r.failed_at ||
+              *r.failed_at < first || *r.failed_at >= end)
+            return self->answerAll(fromDbError("order.process", *r.error));
+          log::warn("jobs", "order.process: a group of {} hit a permanent error ({}); writing its "
+                    "orders one by one", self->group_.size(), r.error->message);
+          self->writeEach(0, {db::Statement{"ROLLBACK TO SAVEPOINT grp", {}}});
+        },
+        db::OnError::kKeep);
   }
 
-  std::vector<int64_t> ids, qtys, line_nos, line_vids, line_prices;
-  for (auto& [id, qty] : take) ids.push_back(id), qtys.push_back(qty);
-  nlohmann::json email_lines = nlohmann::json::array();
-  std::vector<std::string> skus;
-  for (const Line& l : lines) {
-    const Variant& v = variants[l.sku];
-    line_nos.push_back(l.line_no);
-    line_vids.push_back(v.id);
-    line_prices.push_back(v.price_cents);
-    email_lines.push_back({{"sku", l.sku}, {"qty", l.qty}, {"price_cents", v.price_cents}});
+  // Decisions [from, end) each in its own savepoint, after `prefix`.
+  void writeEach(size_t from, std::vector<db::Statement> prefix) {
+    std::vector<db::Statement> batch = std::move(prefix);
+    std::vector<std::pair<size_t, size_t>> ranges;  // statement range of each decision
+    for (size_t d = from; d < group_.decisionCount(); ++d) {
+      size_t begin = batch.size();
+      batch.push_back(db::Statement{fmt::format("SAVEPOINT ord{}", d), {}});
+      group_.appendWrites(d, d + 1, batch);
+      batch.push_back(db::Statement{fmt::format("RELEASE SAVEPOINT ord{}", d), {}});
+      ranges.emplace_back(begin, batch.size());
+    }
+    appendLedgerDeletes(batch);
+    auto self = shared_from_this();
+    tx_->commit(
+        std::move(batch),
+        [self, from, ranges](db::Reply r) {
+          if (r.ok()) return self->committed();
+          if (r.error->transient() || !self->tx_->open() || !r.failed_at)
+            return self->answerAll(fromDbError("order.process", *r.error));
+          for (size_t k = 0; k < ranges.size(); ++k) {
+            if (*r.failed_at < ranges[k].first || *r.failed_at >= ranges[k].second) continue;
+            size_t d = from + k;
+            // That order fails alone; the ones after it are decided again
+            // without it (the stock it would have taken is still there).
+            self->group_.failDecision(d, "order.process: " + r.error->message);
+            return self->writeEach(
+                d + 1, {db::Statement{fmt::format("ROLLBACK TO SAVEPOINT ord{}", d), {}}});
+          }
+          self->answerAll(fromDbError("order.process", *r.error));
+        },
+        db::OnError::kKeep);
   }
-  for (auto& [sku, v] : variants) skus.push_back(sku);
-  nlohmann::json email{{"order_id", order_id}, {"customer", customer}, {"lines", email_lines},
-                       {"total_cents", total}};
-  tx->commit(
-      {db::stmt("UPDATE variants v SET stock = v.stock - d.qty, updated_at = now()"
-                " FROM unnest($1::bigint[], $2::bigint[]) AS d(id, qty) WHERE v.id = d.id",
-                db::int64Array(ids), db::int64Array(qtys)),
-       db::stmt("UPDATE order_lines l SET variant_id = d.vid, price_cents = d.price"
-                " FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS d(line_no, vid, price)"
-                " WHERE l.order_id = $1 AND l.line_no = d.line_no",
-                order_id, db::int64Array(line_nos), db::int64Array(line_vids),
-                db::int64Array(line_prices)),
-       db::stmt("UPDATE orders SET status = 'confirmed', total_cents = $2, processed_at = now()"
-                " WHERE id = $1",
-                order_id, total),
-       db::stmt("INSERT INTO email_outbox (order_id, recipient, template, data)"
-                " VALUES ($1, $2, 'order_confirmed', $3::jsonb)",
-                order_id, customer, email.dump())},
-      [&s, order_id, skus, total, done = std::move(done)](db::Reply c) mutable {
-        if (!c.ok()) return done(fromDbError("order.process", *c.error));
-        if (s.invalidate) s.invalidate(skus);
-        enqueueEmailBatch(s, order_id,
-                          JobResult{Outcome::kDone, "confirmed",
-                                    {{"status", "confirmed"}, {"total_cents", total}}},
-                          std::move(done));
-      });
-}
+
+  void appendLedgerDeletes(std::vector<db::Statement>& batch) {
+    const auto& ids = group_.ledgerDeletes();
+    if (!ids.empty())
+      batch.push_back(db::stmt("DELETE FROM job_ledger WHERE job_id = ANY($1::text[])",
+                               db::textArray(ids)));
+  }
+
+  void commit(std::vector<db::Statement> batch) {
+    auto self = shared_from_this();
+    tx_->commit(std::move(batch), [self](db::Reply r) {
+      if (!r.ok()) return self->answerAll(fromDbError("order.process", *r.error));
+      self->committed();
+    });
+  }
+
+  void committed() {
+    std::vector<std::string> skus = group_.changedSkus();
+    if (!skus.empty() && s_.invalidate) s_.invalidate(skus);
+    if (!group_.needsEmailHandOff()) return answer(std::nullopt);
+    auto self = shared_from_this();
+    enqueueEmailBatch(s_, [self](std::optional<std::string> err) { self->answer(err); });
+  }
+
+  void answer(std::optional<std::string> enqueue_error) {
+    for (auto& [job, result] : group_.results(enqueue_error)) job.done(std::move(result));
+  }
+
+  void answerAll(JobResult r) {
+    for (OrderJob& j : group_.takeJobs()) j.done(r);
+  }
+
+  Services& s_;
+  db::TransactionPtr tx_;
+  OrderGroup group_;
+};
 
 }  // namespace
 
@@ -174,32 +215,93 @@ JobResult fromDbError(const std::string& what, const db::DbError& e) {
   return JobResult{e.transient() ? Outcome::kRetry : Outcome::kFail, what + ": " + e.message};
 }
 
+// Collects the order jobs that arrive while a connection is being found and
+// runs them as one group. Owned by Services (one per process).
+class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
+ public:
+  explicit OrderGrouper(Services& s) : s_(s) {
+    uv_timer_init(s.loop, timer_.get());
+    timer_->data = this;
+  }
+
+  void add(OrderJob job) {
+    pending_.push_back(std::move(job));
+    if (requesting_) return;
+    requesting_ = true;
+    // Jobs handed over in the same loop turn (a reserved batch) join the
+    // same group: ask for a connection on the next turn.
+    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<OrderGrouper*>(t->data)->request(); },
+                   0, 0);
+  }
+
+ private:
+  void request() {
+    std::weak_ptr<OrderGrouper> weak = weak_from_this();
+    s_.pool->transaction([weak](db::TransactionPtr tx, std::optional<db::DbError> err) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->granted(std::move(tx), std::move(err));
+    });
+  }
+
+  void granted(db::TransactionPtr tx, std::optional<db::DbError> err) {
+    requesting_ = false;
+    // Up to kMaxOrderGroup jobs, oldest first; a job naming an order (or
+    // a job id) already in the group waits for the next one, so that each
+    // order is decided once per transaction.
+    std::vector<OrderJob> group, rest;
+    std::set<int64_t> orders;
+    std::set<std::string> ids;
+    for (OrderJob& j : pending_) {
+      if (group.size() < kMaxOrderGroup && !orders.count(j.order_id) && !ids.count(j.job_id)) {
+        orders.insert(j.order_id);
+        ids.insert(j.job_id);
+        group.push_back(std::move(j));
+      } else {
+        rest.push_back(std::move(j));
+      }
+    }
+    pending_ = std::move(rest);
+    if (!pending_.empty()) {
+      // More arrived than one group takes, or while this one waited: the
+      // next group waits for the next connection.
+      requesting_ = true;
+      request();
+    }
+    if (err) {
+      JobResult r = fromDbError("order.process", *err);
+      for (OrderJob& j : group) j.done(r);
+      return;
+    }
+    if (group.empty()) return;  // the transaction is dropped unused
+    std::make_shared<GroupRun>(s_, std::move(tx), std::move(group))->start();
+  }
+
+  Services& s_;
+  UvHandle<uv_timer_t> timer_;
+  std::vector<OrderJob> pending_;
+  bool requesting_ = false;
+};
+
+void processOrderAlone(Services& s, OrderJob job) {
+  auto shared = std::make_shared<OrderJob>(std::move(job));
+  s.pool->transaction([&s, shared](db::TransactionPtr tx, std::optional<db::DbError> err) {
+    if (err) return shared->done(fromDbError("order.process", *err));
+    std::vector<OrderJob> one;
+    one.push_back(std::move(*shared));
+    std::make_shared<GroupRun>(s, std::move(tx), std::move(one))->start();
+  });
+}
+
 void processOrder(Services& s, const Job& job, JobDone done) {
   const auto& d = job.data;
-  if (!d.is_object() || !d.contains("order_id") || !d["order_id"].is_number_integer())
-    return done(JobResult{Outcome::kFail, "data.order_id: expected an integer order id"});
-  int64_t order_id = d["order_id"].get<int64_t>();
-  s.pool->transaction([&s, job, order_id, done = std::move(done)](
-                          db::TransactionPtr tx, std::optional<db::DbError> err) mutable {
-    if (err) return done(fromDbError("order.process", *err));
-    tx->run(
-        {db::stmt("INSERT INTO job_ledger (job_id, job_name) VALUES ($1, $2)"
-                  " ON CONFLICT (job_id) DO NOTHING",
-                  job.id, job.name),
-         db::stmt("SELECT status, customer FROM orders WHERE id = $1 FOR UPDATE", order_id),
-         db::stmt("SELECT id, sku, stock, price_cents FROM variants"
-                  " WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = $1)"
-                  " ORDER BY id FOR UPDATE",
-                  order_id),
-         db::stmt("SELECT line_no, sku, qty FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-                  order_id),
-         db::stmt("SELECT count(*) FROM email_outbox WHERE order_id = $1 AND status = 'pending'",
-                  order_id)},
-        [&s, job, order_id, tx, done = std::move(done)](db::Reply r) mutable {
-          if (!r.ok()) return done(fromDbError("order.process", *r.error));
-          decide(s, order_id, tx, r, std::move(done));
-        });
-  });
+  if (!d.is_object() || !d.contains("order_id") || !d["order_id"].is_number_integer() ||
+      (d["order_id"].is_number_unsigned() &&
+       d["order_id"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) ||
+      d["order_id"].get<int64_t>() < 1)
+    return done(JobResult{Outcome::kFail, "data.order_id: expected a positive integer order id"});
+  if (!s.order_grouper) s.order_grouper = std::make_shared<OrderGrouper>(s);
+  s.order_grouper->add(OrderJob{job.id, d["order_id"].get<int64_t>(), std::move(done)});
 }
 
 }  // namespace clusterd::jobs

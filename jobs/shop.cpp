@@ -63,7 +63,7 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
   auto data = queue::payloadToJson(payload);
   if (!data) {
     ++stats_.jobs_failed;
-    return done(Error{name + ": payload is not msgpack: " + data.error().message});
+    return done(queue::permanentFailure(name + ": payload is not msgpack: " + data.error().message));
   }
   std::weak_ptr<Shop> weak = weak_from_this();
   handler(services_, Job{id, name, std::move(*data)}, [weak, done = std::move(done)](JobResult r) {
@@ -74,6 +74,8 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
          : r.outcome == Outcome::kRetry ? st.jobs_retried : st.jobs_failed);
     }
     if (r.outcome == Outcome::kDone) return done(success());
+    // Bad data does not get better: the job goes to dead at once.
+    if (r.outcome == Outcome::kFail) return done(queue::permanentFailure(r.message));
     done(Error{r.message});
   });
 }

@@ -286,3 +286,46 @@ TEST_CASE("grouped batches commit in one transaction and a failure reaches only 
   CHECK(pool.stats().group_retries == 1);
   CHECK(pg.scalar("SELECT count(*) FROM t") == "21");
 }
+
+TEST_CASE("a transaction kept open after an error goes on from its savepoint",
+          "[db][postgres]") {
+  PostgresServer pg;
+  pg.query("CREATE TABLE t (x int PRIMARY KEY)");
+  TestLoop loop;
+  Pool pool(loop.get(), optionsFor(pg));
+  pool.start();
+  TransactionPtr tx;
+  pool.transaction([&](TransactionPtr t, std::optional<DbError> e) {
+    REQUIRE_FALSE(e);
+    tx = std::move(t);
+  });
+  REQUIRE(loop.runUntil([&] { return tx != nullptr; }));
+  std::optional<Reply> first;
+  tx->commit({stmt("INSERT INTO t VALUES ($1)", 1), Statement{"SAVEPOINT s", {}},
+              stmt("INSERT INTO t VALUES ($1)", 1), stmt("INSERT INTO t VALUES ($1)", 3)},
+             [&](Reply r) { first = std::move(r); }, OnError::kKeep);
+  REQUIRE(loop.runUntil([&] { return first.has_value(); }));
+  REQUIRE_FALSE(first->ok());
+  CHECK(first->error->sqlstate == "23505");
+  REQUIRE(first->failed_at);
+  CHECK(*first->failed_at == 2);  // BEGIN is not counted
+  CHECK(tx->open());
+  std::optional<Reply> second;
+  tx->commit({Statement{"ROLLBACK TO SAVEPOINT s", {}}, stmt("INSERT INTO t VALUES ($1)", 2)},
+             [&](Reply r) { second = std::move(r); }, OnError::kKeep);
+  REQUIRE(loop.runUntil([&] { return second.has_value(); }));
+  CHECK(second->ok());
+  CHECK_FALSE(tx->open());
+  CHECK(pg.scalar("SELECT string_agg(x::text, ',' ORDER BY x) FROM t") == "1,2");
+  // Without kKeep an error ends the transaction.
+  TransactionPtr tx2;
+  pool.transaction([&](TransactionPtr t, std::optional<DbError>) { tx2 = std::move(t); });
+  REQUIRE(loop.runUntil([&] { return tx2 != nullptr; }));
+  std::optional<Reply> third;
+  tx2->run({stmt("INSERT INTO t VALUES ($1)", 5), stmt("INSERT INTO t VALUES ($1)", 1)},
+           [&](Reply r) { third = std::move(r); });
+  REQUIRE(loop.runUntil([&] { return third.has_value(); }));
+  CHECK(*third->failed_at == 1);
+  CHECK_FALSE(tx2->open());
+  CHECK(pg.scalar("SELECT count(*) FROM t") == "2");
+}

@@ -1,7 +1,10 @@
 // order.process against real postgres: confirmation with stock, outbox and
 // ledger in one transaction; rejections; redelivery; no overselling under
-// concurrency; a Postgres restart mid-run.
+// concurrency; a Postgres restart mid-run; orders sharing a transaction, and
+// one bad order in a group failing alone.
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 
 #include "tests/jobs/shop_fixture.h"
 
@@ -144,4 +147,84 @@ TEST_CASE("a postgres restart mid-run delays order jobs but loses none",
   CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "940");
   CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "60");
   CHECK(retries > 0);
+}
+
+namespace {
+
+// Hands every job to processOrder in the same loop turn (as a reserved batch
+// arrives) and waits for all the answers.
+std::vector<JobResult> runTogether(ShopFixture& f, const std::vector<int64_t>& ids,
+                                   const std::string& prefix) {
+  std::vector<std::optional<JobResult>> out(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i)
+    processOrder(f.services, Job{prefix + std::to_string(i), kOrderProcess, {{"order_id", ids[i]}}},
+                 [&out, i](JobResult r) { out[i] = std::move(r); });
+  REQUIRE(f.loop.runUntil([&] {
+    return std::all_of(out.begin(), out.end(), [](auto& r) { return r.has_value(); });
+  }));
+  std::vector<JobResult> results;
+  for (auto& r : out) results.push_back(std::move(*r));
+  return results;
+}
+
+}  // namespace
+
+TEST_CASE("order jobs that arrive together share one transaction", "[jobs][order][postgres]") {
+  ShopFixture f(5, 100, 4);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 20; ++i)
+    ids.push_back(f.placeOrder(fmt::format("g{}@example.com", i), {{fmt::format("SKU-{:06}", i % 5 + 1), 1}}));
+  auto results = runTogether(f, ids, "grp-");
+  for (auto& r : results) CHECK(r.message == "confirmed");
+  // now() is the transaction's start: one value means one transaction.
+  CHECK(f.pg.scalar("SELECT count(DISTINCT processed_at) FROM orders") == "1");
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger") == "20");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "20");
+  CHECK(f.pg.scalar("SELECT sum(stock) FROM variants") == "480");
+  CHECK(f.pg.scalar("SELECT count(*) FROM order_lines WHERE variant_id IS NULL") == "0");
+  // One email.batch hand-off for the whole group.
+  CHECK(f.enqueued.size() == 1);
+  // The same batch delivered again changes nothing.
+  auto again = runTogether(f, ids, "grp-");
+  for (auto& r : again) CHECK(r.message == "already processed (job ledger)");
+  CHECK(f.pg.scalar("SELECT sum(stock) FROM variants") == "480");
+}
+
+TEST_CASE("one order whose writes fail leaves the rest of its group committed",
+          "[jobs][order][postgres]") {
+  ShopFixture f(2, 2, 2);
+  // Three orders for one unit each of SKU-000001, which has 2. The first one
+  // has bad data: a confirmation email already in the outbox, so its insert
+  // violates the one-confirmation-per-order constraint.
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(f.placeOrder(fmt::format("b{}@example.com", i), {{"SKU-000001", 1}}));
+  f.pg.query(fmt::format("INSERT INTO email_outbox (order_id, recipient, template, status)"
+                         " VALUES ({}, 'x@example.com', 'order_confirmed', 'sent')",
+                         ids[0]));
+  auto results = runTogether(f, ids, "bad-");
+  CHECK(results[0].outcome == Outcome::kFail);
+  CHECK(results[0].message.find("email_outbox_order_id_template_key") != std::string::npos);
+  // Decided again without the failed order, both others get their unit.
+  CHECK(results[1].message == "confirmed");
+  CHECK(results[2].message == "confirmed");
+  CHECK(f.pg.scalar("SELECT status FROM orders WHERE id = " + std::to_string(ids[0])) == "pending");
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders WHERE status = 'confirmed'") == "2");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "0");
+  // The failed job left no ledger row: running it again is not a redelivery.
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger WHERE job_id = 'bad-0'") == "0");
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger") == "2");
+  f.pg.query("DELETE FROM email_outbox WHERE recipient = 'x@example.com'");
+  auto retry = f.runJob(processOrder, "bad-0", kOrderProcess, {{"order_id", ids[0]}});
+  CHECK(retry.message == "rejected: insufficient stock for SKU-000001: requested 1, available 0");
+}
+
+TEST_CASE("an order that does not exist fails alone inside a group", "[jobs][order][postgres]") {
+  ShopFixture f(2, 10, 2);
+  int64_t a = f.placeOrder("m@example.com", {{"SKU-000001", 1}});
+  auto results = runTogether(f, {a, 999'999}, "miss-");
+  CHECK(results[0].message == "confirmed");
+  CHECK(results[1].outcome == Outcome::kFail);
+  CHECK(results[1].message == "data.order_id: order 999999 does not exist");
+  CHECK(f.pg.scalar("SELECT string_agg(job_id, ',') FROM job_ledger") == "miss-0");
 }

@@ -68,15 +68,35 @@ struct QueueShop {
     REQUIRE(f.loop.runUntil([&] { return started; }));
   }
 
-  void enqueueOrder(ShopFixture& f, int64_t order_id) {
-    bool done = false;
+  std::string enqueueOrder(ShopFixture& f, int64_t order_id) {
+    std::optional<std::string> id;
     client->enqueue(kOrdersQueue,
                     {.name = kOrderProcess, .payload = queue::payloadFromJson({{"order_id", order_id}})},
                     [&](Result<queue::Enqueued> r) {
                       REQUIRE(r.ok());
-                      done = true;
+                      id = r->id;
                     });
-    REQUIRE(f.loop.runUntil([&] { return done; }));
+    REQUIRE(f.loop.runUntil([&] { return id.has_value(); }));
+    return *id;
+  }
+
+  // The job once it reached `state` (fails the test after 20 s).
+  queue::Job waitForJob(ShopFixture& f, const std::string& id, queue::JobState state) {
+    std::optional<queue::Job> seen;
+    bool ok = f.loop.runUntil(
+        [&] {
+          bool answered = false;
+          client->job(kOrdersQueue, id, [&](Result<std::optional<queue::Job>> r) {
+            if (r.ok() && r->has_value() && (*r)->state == state) seen = **r;
+            answered = true;
+          });
+          f.loop.runUntil([&] { return answered; });
+          if (!seen) f.loop.runFor(50ms);
+          return seen.has_value();
+        },
+        20s);
+    REQUIRE(ok);
+    return *seen;
   }
 
   void stop(ShopFixture& f) {
@@ -131,5 +151,42 @@ TEST_CASE("a postgres restart in the middle of a run delays queued orders but lo
       60s));
   CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000002'") == "9700");
   REQUIRE(f.loop.runUntil([&] { return countFiles(q.home.path() + "/mail/new") == 150; }, 30s));
+  q.stop(f);
+}
+
+TEST_CASE("an order job failing on bad data is dead after one attempt; a transient error retries",
+          "[jobs][queue][postgres][redis]") {
+  ShopFixture f(2, 100);
+  QueueShop q(f);
+  // Bad data: a confirmation already in the outbox makes the insert violate
+  // the one-confirmation-per-order constraint (SQLSTATE 23505, permanent).
+  int64_t bad = f.placeOrder("bad@example.com", {{"SKU-000001", 1}});
+  f.pg.query(fmt::format("INSERT INTO email_outbox (order_id, recipient, template)"
+                         " VALUES ({}, 'bad@example.com', 'order_confirmed')",
+                         bad));
+  queue::Job dead = q.waitForJob(f, q.enqueueOrder(f, bad), queue::JobState::kDead);
+  CHECK(dead.permanent);
+  CHECK(dead.attempt == 1);
+  REQUIRE(dead.errors.size() == 1);
+  CHECK(dead.errors[0].error.find("permanent failure") != std::string::npos);
+  CHECK(dead.errors[0].error.find("email_outbox_order_id_template_key") != std::string::npos);
+  CHECK(f.pg.scalar(fmt::format("SELECT status FROM orders WHERE id = {}", bad)) == "pending");
+
+  // A serialization failure (40001, transient) on the first two tries: the
+  // job is retried with backoff and then succeeds, exactly once.
+  f.pg.query("CREATE SEQUENCE fault_seq");
+  f.pg.query("CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+             " IF nextval('fault_seq') <= 2 THEN"
+             "   RAISE EXCEPTION 'forced serialization failure' USING ERRCODE = '40001';"
+             " END IF; RETURN NEW; END $$");
+  f.pg.query("CREATE TRIGGER fault BEFORE UPDATE ON orders FOR EACH ROW"
+             " WHEN (NEW.customer = 'retry@example.com') EXECUTE FUNCTION fault()");
+  int64_t flaky = f.placeOrder("retry@example.com", {{"SKU-000002", 3}});
+  queue::Job done = q.waitForJob(f, q.enqueueOrder(f, flaky), queue::JobState::kCompleted);
+  CHECK(done.attempt == 2);
+  CHECK_FALSE(done.permanent);
+  CHECK(f.pg.scalar(fmt::format("SELECT status FROM orders WHERE id = {}", flaky)) == "confirmed");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000002'") == "97");
+  CHECK(f.pg.scalar("SELECT nextval('fault_seq')") == "4");
   q.stop(f);
 }

@@ -1,0 +1,116 @@
+// The decisions of one group of order.process jobs that share a transaction
+// (jobs/order_process.cpp runs the group): which jobs are redeliveries,
+// which orders are confirmed or rejected against the stock read under the
+// row locks, the set-based statements that write them, and each job's
+// answer once the transaction is over.
+//
+// Design: pure data, no I/O, so the decisions are made once from the rows
+// read and made again, identically for the orders before it, when one
+// order's writes fail: orders are decided in the group's order against one
+// running stock count, so taking an order out changes only the decisions
+// after it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "db/types.h"
+#include "jobs/job.h"
+
+namespace clusterd::jobs {
+
+// At most this many orders share a transaction. Each may need a savepoint
+// when the group falls back to writing order by order, and PostgreSQL keeps
+// up to 64 subtransactions per backend in shared memory before every
+// snapshot in the cluster gets slower.
+inline constexpr size_t kMaxOrderGroup = 32;
+
+struct OrderJob {
+  std::string job_id;
+  int64_t order_id = 0;
+  JobDone done;
+};
+
+// What the first pipeline of a group read (under the row locks).
+struct GroupSnapshot {
+  struct Order {
+    std::string status;
+    std::string customer;
+  };
+  struct Variant {
+    int64_t id = 0;
+    int64_t stock = 0;
+    int64_t price_cents = 0;
+  };
+  struct Line {
+    int line_no = 0;
+    std::string sku;
+    int64_t qty = 0;
+  };
+  std::set<std::string> inserted;  // job ids whose ledger row this transaction inserted
+  std::map<int64_t, Order> orders;
+  std::map<std::string, Variant> variants;  // by SKU
+  std::map<int64_t, std::vector<Line>> lines;  // by order id, in line order
+  std::set<int64_t> pending_email;             // orders with an unsent email
+};
+
+class OrderGroup {
+ public:
+  // Job ids and order ids must be distinct within a group.
+  explicit OrderGroup(std::vector<OrderJob> jobs);
+
+  size_t size() const { return jobs_.size(); }
+  std::vector<int64_t> orderIds() const;   // sorted
+  std::vector<std::string> jobIds() const; // sorted (the ledger insert order)
+  // Hands the jobs back (to answer them all alike, or to run them apart).
+  std::vector<OrderJob> takeJobs();
+
+  void decide(GroupSnapshot snapshot);
+  // Orders with writes (confirmed or rejected), in the group's order.
+  size_t decisionCount() const { return writers_.size(); }
+  bool writes() const { return !writers_.empty(); }
+  // The statements writing decisions [begin, end): one of each kind at most.
+  void appendWrites(size_t begin, size_t end, std::vector<db::Statement>& out) const;
+  // Decision `d` could not be written: its job fails with `message`, its
+  // ledger row goes, and the decisions after it are made again without it.
+  void failDecision(size_t d, std::string message);
+  // Ledger rows this transaction inserted for jobs that fail: deleted before
+  // COMMIT, so a retry of such a job is not taken for a redelivery.
+  const std::vector<std::string>& ledgerDeletes() const { return ledger_deletes_; }
+  // SKUs whose stock the group takes (for the product cache).
+  std::vector<std::string> changedSkus() const;
+  // Whether an email.batch must be enqueued after COMMIT.
+  bool needsEmailHandOff() const;
+  // Each job with its answer, after COMMIT; `enqueue_error` is why the
+  // email.batch hand-off failed, if it did (those jobs are retried).
+  std::vector<std::pair<OrderJob, JobResult>> results(
+      const std::optional<std::string>& enqueue_error);
+
+ private:
+  enum class Verdict { kRedelivered, kMissing, kAlreadyDecided, kConfirmed, kRejected, kFailed };
+  struct Entry {
+    OrderJob job;
+    Verdict verdict = Verdict::kRedelivered;
+    std::string status;  // kAlreadyDecided: the order's status
+    std::string reason;  // kRejected: why; kFailed: the error
+    int64_t total_cents = 0;
+    std::map<int64_t, int64_t> take;  // kConfirmed: variant id -> qty
+  };
+  void decideStock();
+
+  std::vector<Entry> jobs_;
+  GroupSnapshot snap_;
+  std::vector<size_t> writers_;  // indexes into jobs_
+  std::vector<std::string> ledger_deletes_;
+};
+
+// Runs one order job in a group of its own (after its group's shared read
+// failed for a reason that may be that job's alone).
+void processOrderAlone(Services& s, OrderJob job);
+
+}  // namespace clusterd::jobs
