@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/uv_handle.h"
@@ -36,35 +38,38 @@ int main(int argc, char** argv) {
   auto consumer = queue::Consumer::create(loop, {.redis_url = url, .queues = {{"lat", 50}}}).value();
   std::vector<double> start_ms, done_ms;
   int total = rate * seconds, sent = 0, finished = 0;
+  // The payload carries the enqueue time; a job's completion is the moment
+  // Redis accepted its acknowledgement (Consumer::onCompleted), by id.
+  std::unordered_map<std::string, double> enqueued_at;
   consumer->handle("t", [&](const queue::Job& job, queue::Done done) {
     double t = job.payloadJson().get<double>();
     start_ms.push_back((nowUs() - t) / 1000.0);
+    enqueued_at.emplace(job.id, t);
     done(success());
   });
   bool started = false;
   consumer->start([&](Result<void>) { started = true; });
   while (!started) uv_run(loop, UV_RUN_ONCE);
-  // Completion is observed by polling the consumer's acknowledged count each millisecond.
+  consumer->onCompleted([&](const std::string&, const std::string& id) {
+    auto it = enqueued_at.find(id);
+    if (it == enqueued_at.end()) return;
+    done_ms.push_back((nowUs() - it->second) / 1000.0);
+    enqueued_at.erase(it);
+    if (++finished >= total) uv_stop(loop);
+  });
   double t0 = nowUs();
   UvHandle<uv_timer_t> tick;
   uv_timer_init(loop, tick.get());
   struct Ctx {
     std::function<void()> fn;
   } ctx;
-  std::vector<double> pending;  // enqueue times, in acknowledgement order (approximate per job)
-  uint64_t acked = 0;
   ctx.fn = [&] {
-    double now = nowUs();
-    int due = std::min(total, static_cast<int>((now - t0) / 1e6 * rate));
+    int due = std::min(total, static_cast<int>((nowUs() - t0) / 1e6 * rate));
     for (; sent < due; ++sent) {
       double t = nowUs();
-      pending.push_back(t);
       client->enqueue("lat", {"t", queue::payloadFromJson(t), {}}, [](Result<queue::Enqueued>) {});
     }
-    uint64_t c = consumer->stats().completed;
-    for (; acked < c && acked < pending.size(); ++acked) done_ms.push_back((now - pending[acked]) / 1000.0);
-    finished = static_cast<int>(c);
-    if (finished >= total) uv_stop(loop);
+    if (sent >= total) uv_timer_stop(tick.get());
   };
   tick->data = &ctx;
   uv_timer_start(tick.get(), [](uv_timer_t* t) { static_cast<Ctx*>(t->data)->fn(); }, 1, 1);

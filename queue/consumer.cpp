@@ -35,7 +35,7 @@ Result<std::unique_ptr<Consumer>> Consumer::create(uv_loop_t* loop, ConsumerOpti
   if (options.queues.empty()) return Error{"a consumer needs at least one queue"};
   for (auto& q : options.queues) {
     if (!validQueueName(q.name))
-      return Error{fmt::format("invalid queue name '{}': use 1-100 of A-Z a-z 0-9 _ . -", q.name)};
+      return Error{fmt::format("invalid queue name '{}': use 1-128 of A-Z a-z 0-9 _ . - :", q.name)};
     if (q.concurrency < 1) return Error{fmt::format("queue '{}': concurrency must be at least 1", q.name)};
     if (q.lease.count() != 0 && q.lease.count() < 100)
       return Error{fmt::format("queue '{}': the lease must be at least 100 ms", q.name)};
@@ -64,6 +64,10 @@ void Consumer::handleSync(const std::string& name, SyncHandler h) { impl_->handl
 bool Consumer::hasHandler(const std::string& name) const { return impl_->handlers_.count(name) > 0; }
 void Consumer::start(std::function<void(Result<void>)> cb) { impl_->start(std::move(cb)); }
 void Consumer::drain(Millis timeout, std::function<void()> cb) { impl_->drain(timeout, std::move(cb)); }
+
+void Consumer::onCompleted(std::function<void(const std::string&, const std::string&)> hook) {
+  impl_->completed_hook_ = std::move(hook);
+}
 
 ConsumerStats Consumer::stats() const {
   ConsumerStats s = impl_->stats_;
@@ -267,10 +271,12 @@ void Consumer::Impl::flushQueue(QueueState& q) {
                   }
                   Reply flags = r.at(0);
                   for (size_t i = 0; i < flags.size(); ++i) {
-                    if (flags.at(i).integer() == 1)
+                    if (flags.at(i).integer() == 1) {
                       ++stats_.completed;
-                    else
+                      if (completed_hook_ && i < acks.size()) completed_hook_(q.spec.name, acks[i].first);
+                    } else {
                       ++stats_.stale;
+                    }
                   }
                   if (fetch > 0 && r.at(1).size() >= 4) return onReserved(q, r.at(1));
                   if (draining_) return checkDrained();

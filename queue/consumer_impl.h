@@ -101,6 +101,7 @@ class Consumer::Impl {
   bool draining_ = false;
   int outstanding_ = 0;  // acknowledgements and failures awaiting replies
   std::function<void()> drained_cb_;
+  std::function<void(const std::string&, const std::string&)> completed_hook_;
   uint64_t next_seq_ = 0;
   ConsumerStats stats_;
   std::minstd_rand rng_{std::random_device{}()};

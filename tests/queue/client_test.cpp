@@ -119,6 +119,10 @@ TEST_CASE_METHOD(Fixture, "invalid enqueues are refused with a message") {
   auto r = await<Enqueued>(loop, [&](auto cb) { client->enqueue("bad name!", job("x"), cb); });
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("invalid queue name") != std::string::npos);
+  CHECK_FALSE(await<Enqueued>(loop, [&](auto cb) { client->enqueue("a{b}", job("x"), cb); }));
+  CHECK_FALSE(await<Enqueued>(loop, [&](auto cb) { client->enqueue(std::string(129, 'q'), job("x"), cb); }));
+  // Every name the ecosystem file accepts works, ':' included.
+  CHECK(await<Enqueued>(loop, [&](auto cb) { client->enqueue("shop:orders.v2", job("x"), cb); }));
   auto p = await<Enqueued>(loop, [&](auto cb) { client->enqueue("q", job("x", nullptr, {.priority = 5000}), cb); });
   REQUIRE_FALSE(p);
   CHECK(p.error().message.find("priority") != std::string::npos);
