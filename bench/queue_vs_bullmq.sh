@@ -14,7 +14,7 @@ N="${1:-100000}"
 CLI="$BUILD/cli/clusterd"; CONSUMER="$BUILD/tests/queue/queue_test_consumer"
 URL="redis://127.0.0.1:$PORT"
 TMP="$(mktemp -d)"; PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; [[ -n "${RPID:-}" ]] && kill "$RPID" 2>/dev/null; rm -rf "$TMP"; }
+cleanup() { for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done; [[ -n "${RPID:-}" ]] && { kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null; }; rm -rf "$TMP"; }
 trap cleanup EXIT
 redis-server --bind 127.0.0.1 --port "$PORT" --dir "$TMP" --save '' --appendonly no --daemonize no --logfile "$TMP/r.log" &
 RPID=$!
