@@ -1,5 +1,6 @@
 // Latency benchmark: offers RATE jobs/s (single enqueues) for SECONDS and
-// measures enqueue -> handler start and enqueue -> acknowledged, in ms.
+// measures enqueue -> handler start and enqueue -> acknowledged (each job's
+// acknowledgement as Redis accepted it, from Consumer::onCompleted), in ms.
 // Producer (queue::Client) and consumer (queue::Consumer, concurrency 50)
 // share this process's loop; the payload carries the enqueue time.
 //

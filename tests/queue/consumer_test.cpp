@@ -284,11 +284,12 @@ TEST_CASE_METHOD(test::QueueFixture, "the rate limit is a sliding window: no spa
   enqueueMany("sw", std::move(jobs));
   REQUIRE(loop.runUntil([&] { return starts.size() == 10; }, 5s));
   std::sort(starts.begin(), starts.end());
-  // Start times here trail the reservations in Redis by a little; 950 ms
-  // leaves 50 ms for that.
+  // Start times here trail the reservations in Redis (on a busy machine by
+  // many ms); 800 ms leaves 200 ms for that, while a fixed window puts
+  // starts 1 and 6 about 300 ms apart.
   for (size_t i = 0; i + 5 < starts.size(); ++i) {
     INFO("starts " << i << " and " << i + 5 << " are " << starts[i + 5] - starts[i] << " ms apart");
-    CHECK(starts[i + 5] - starts[i] >= 950);
+    CHECK(starts[i + 5] - starts[i] >= 800);
   }
   REQUIRE(loop.runUntil([&] { return c1->stats().completed + c2->stats().completed == 10; }));
 }
