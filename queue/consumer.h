@@ -13,7 +13,10 @@
 // are run again by whichever consumer reserves next.
 //
 //   auto c = queue::Consumer::create(loop, {.redis_url = url, .queues = {{"orders", 50}}}).value();
-//   c->handle("order.process", [](const queue::Job& job, queue::Done done) { ...; done(success()); });
+//   c->handle("order.process", [](const queue::Job& job, queue::Done done) {
+//     if (bad_data) return done(queue::permanentFailure("order 7: unknown sku"));  // dead at once
+//     ...; done(success());  // or done(Error{"db down"}): retried with backoff
+//   });
 //   c->start([](Result<void> r) { ... });
 //   ... on SIGTERM: c->drain(kill_timeout, [] { uv_stop(loop); });
 #pragma once
