@@ -40,7 +40,7 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 cleanup() {
   "$BIN" kill >/dev/null 2>&1 || true
-  rm -rf "$TMP"
+  if [[ -n ${KEEP:-} ]]; then echo "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 ECO="$ROOT/ecosystem/shop.yaml"
@@ -89,11 +89,25 @@ except Exception: print(0)' 2>/dev/null)
 ) &
 SAMPLER=$!
 
+# CPU of the stack's processes, and wrk's own (the children this shell waited for).
+children_cpu() { awk -v t="$(getconf CLK_TCK)" '{ print ($16 + $17) / t }' "/proc/$$/stat"; }
 python3 "$ROOT/bench/shop_cpu.py" snapshot "$CLUSTERD_HOME" "$TMP/cpu0.json"
+WRK0=$(children_cpu)
 SHOP_SKUS=$SKUS wrk -t2 -c"$CONNS" -d"${DURATION}s" -s "$ROOT/bench/shop_post.lua" \
   "http://127.0.0.1:$SHOP_HTTP_PORT" >"$TMP/wrk.txt" 2>&1
+WRK1=$(children_cpu)
 python3 "$ROOT/bench/shop_cpu.py" snapshot "$CLUSTERD_HOME" "$TMP/cpu1.json"
-CPU=$(python3 "$ROOT/bench/shop_cpu.py" diff "$TMP/cpu0.json" "$TMP/cpu1.json" "$DURATION")
+CPU="$(python3 "$ROOT/bench/shop_cpu.py" diff "$TMP/cpu0.json" "$TMP/cpu1.json" "$DURATION"); wrk $(python3 -c "print(f'{($WRK1 - $WRK0) / $DURATION:.2f}')")"
+# Where checkouts spent their time, averaged over both runs, from one shop-api
+# worker's /metrics (the one that answers).
+PHASES=$(curl -s "http://127.0.0.1:$SHOP_HTTP_PORT/metrics" | python3 -c 'import sys
+m = {}
+for line in sys.stdin:
+  if line.startswith("clusterd_shop_checkout"):
+    k, v = line.rsplit(" ", 1); m[k] = float(v)
+n = m.get("clusterd_shop_checkouts_timed_total", 0) or 1
+print("insert %.1f ms, enqueue %.1f ms" % (1000 * m.get("clusterd_shop_checkout_seconds_total{phase=\"insert\"}", 0) / n,
+      1000 * m.get("clusterd_shop_checkout_seconds_total{phase=\"enqueue\"}", 0) / n))')
 kill "$SAMPLER" 2>/dev/null || true
 wait "$SAMPLER" 2>/dev/null || true
 RESULT=$(grep SHOP_RESULT "$TMP/wrk.txt" || { cat "$TMP/wrk.txt"; exit 1; })
@@ -101,7 +115,7 @@ RESULT=$(grep SHOP_RESULT "$TMP/wrk.txt" || { cat "$TMP/wrk.txt"; exit 1; })
 # Let the queue drain (bounded), then measure from the database.
 drain
 XACT1=$(q "select xact_commit from pg_stat_database where datname = 'postgres'")
-read -r ORDERS PENDING SPAN LAG50 LAG99 GROUPS <<<"$(q "select count(*), count(*) filter (where status = 'pending'),
+read -r ORDERS PENDING SPAN LAG50 LAG99 NGROUPS <<<"$(q "select count(*), count(*) filter (where status = 'pending'),
   extract(epoch from max(processed_at) - min(created_at)),
   1000 * extract(epoch from percentile_cont(0.5) within group (order by processed_at - created_at)),
   1000 * extract(epoch from percentile_cont(0.99) within group (order by processed_at - created_at)),
@@ -123,13 +137,14 @@ python3 - <<PY
 requests, duration = $(val requests "$RESULT"), $(val duration_s "$RESULT")
 orders, pending, span = $ORDERS, $PENDING, ${SPAN:-0}
 xacts = $XACT1 - $XACT0
-groups = ${GROUPS:-0}
+groups = ${NGROUPS:-0}
 print()
 print("| metric | value | target |")
 print("|---|---|---|")
 print(f"| POST /v1/orders p50 / p95 / p99, $LOW_CONNS clients | $(val p50_ms "$LOW") / $(val p95_ms "$LOW") / $(val p99_ms "$LOW") ms ({$(val requests "$LOW") / $(val duration_s "$LOW"):.0f} requests/s) | |")
 print(f"| POST /v1/orders p50 / p95 / p99, $CONNS clients | $(val p50_ms "$RESULT") / $(val p95_ms "$RESULT") / $(val p99_ms "$RESULT") ms | p99 < 20 ms |")
 print(f"| API requests/s, $CONNS clients | {requests / duration:.0f} (errors $(val errors "$RESULT")) | |")
+print(f"| checkout time in the API worker, mean | $PHASES | |")
 print(f"| orders processed/s end to end | {(orders - pending) / span if span else 0:.0f} ({orders - pending} orders in {span:.1f} s) | >= 1000 |")
 print(f"| queue lag created -> processed p50 / p99 | {float('${LAG50:-0}'):.0f} / {float('${LAG99:-0}'):.0f} ms | |")
 print(f"| deepest orders backlog seen | $(cat "$TMP/backlog" 2>/dev/null || echo 0) jobs | |")

@@ -6,6 +6,8 @@
 
 #include <charconv>
 
+#include <uv.h>
+
 #include "jobs/store.h"
 #include "worker/http.h"
 #include "worker/router.h"
@@ -74,9 +76,11 @@ void ShopApi::registerRoutes(worker::Router& router) {
       ++stats_.orders_invalid;
       return res.error(400, fe->message, fe->field);
     }
+    uint64_t started = uv_hrtime();
     insertOrder(pool_, std::get<OrderRequest>(parsed),
-                [this, res](PlacedOrder o, std::optional<db::DbError> err) mutable {
+                [this, res, started](PlacedOrder o, std::optional<db::DbError> err) mutable {
                   if (err) return dbFailure(res, *err);
+                  uint64_t inserted = uv_hrtime();
                   if (o.created) ++stats_.orders_accepted; else ++stats_.orders_replayed;
                   nlohmann::json out{{"order_id", o.order_id}, {"status", o.status}};
                   if (!o.created) out["replayed"] = true;
@@ -89,7 +93,12 @@ void ShopApi::registerRoutes(worker::Router& router) {
                   EnqueueOptions opts;
                   opts.unique = fmt::format("order-{}", o.order_id);
                   enqueue_(kOrdersQueue, kOrderProcess, {{"order_id", o.order_id}}, opts,
-                           [res, out](Result<std::string> id) mutable {
+                           [this, res, out, started, inserted](Result<std::string> id) mutable {
+                             if (id) {
+                               ++stats_.checkouts_timed;
+                               stats_.insert_ns += inserted - started;
+                               stats_.enqueue_ns += uv_hrtime() - inserted;
+                             }
                              if (!id) {
                                res.header("Retry-After", "1");
                                nlohmann::json e{{"error", "queue unavailable, retry with the same "

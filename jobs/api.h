@@ -24,6 +24,12 @@ struct ApiStats {
   uint64_t orders_accepted = 0;
   uint64_t orders_replayed = 0;
   uint64_t orders_invalid = 0;
+  // Where an accepted checkout spends its time: the order insert (waiting
+  // for a connection, the grouped transaction, its commit) and the
+  // order.process enqueue (Redis), summed over `checkouts_timed`.
+  uint64_t checkouts_timed = 0;
+  uint64_t insert_ns = 0;
+  uint64_t enqueue_ns = 0;
 };
 
 class ShopApi {

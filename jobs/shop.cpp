@@ -119,6 +119,15 @@ void Shop::renderMetrics(std::string& out) const {
   out += fmt::format("clusterd_shop_orders_total{{result=\"accepted\"}} {}\n", a.orders_accepted);
   out += fmt::format("clusterd_shop_orders_total{{result=\"replayed\"}} {}\n", a.orders_replayed);
   out += fmt::format("clusterd_shop_orders_total{{result=\"invalid\"}} {}\n", a.orders_invalid);
+  out += "# HELP clusterd_shop_checkout_seconds_total Time accepted checkouts spent inserting the order"
+         " and enqueueing order.process.\n"
+         "# TYPE clusterd_shop_checkout_seconds_total counter\n";
+  out += fmt::format("clusterd_shop_checkout_seconds_total{{phase=\"insert\"}} {:.6f}\n",
+                     static_cast<double>(a.insert_ns) / 1e9);
+  out += fmt::format("clusterd_shop_checkout_seconds_total{{phase=\"enqueue\"}} {:.6f}\n",
+                     static_cast<double>(a.enqueue_ns) / 1e9);
+  out += "# TYPE clusterd_shop_checkouts_timed_total counter\n";
+  out += fmt::format("clusterd_shop_checkouts_timed_total {}\n", a.checkouts_timed);
   out += "# HELP clusterd_shop_jobs_total Shop job attempts by outcome.\n"
          "# TYPE clusterd_shop_jobs_total counter\n";
   out += fmt::format("clusterd_shop_jobs_total{{outcome=\"done\"}} {}\n", stats_.jobs_done);
