@@ -28,7 +28,7 @@ cleanup() {
   timeout 30 "$PM2" kill >/dev/null 2>&1 || true
   timeout 30 "$CLI" kill >/dev/null 2>&1 || true
   [[ -n "${RPID:-}" ]] && kill "$RPID" 2>/dev/null || true
-  rm -rf "$TMP"
+  sleep 0.5; rm -rf "$TMP" 2>/dev/null || true
 }
 trap cleanup EXIT
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }

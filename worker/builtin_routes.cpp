@@ -14,21 +14,25 @@ namespace clusterd::worker {
 void installQueueRoutes(Worker& worker);
 
 void Worker::installBuiltinRoutes() {
-  router_.get("/health", [this](const Request&, Responder res) {
-    health_->get([this, res](const HealthCache::Snapshot& snap) mutable {
-      uint64_t uptime_s = uptimeMs() / 1000;
-      HealthBody& hb = health_body_;
-      if (hb.version != health_->version() || hb.uptime_s != uptime_s) {
-        nlohmann::ordered_json j = {{"status", snap.ok ? "ok" : "unavailable"}};
-        for (const auto& e : snap.entries) j[e.name] = e.state;
-        j["uptime"] = uptime_s;
-        hb.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        hb.status = snap.ok ? 200 : 503;
-        hb.version = health_->version();
-        hb.uptime_s = uptime_s;
-      }
-      res.header("Cache-Control", "no-store").send(hb.status, hb.body, "application/json");
-    });
+  // The body is rebuilt only when the snapshot or the uptime second
+  // changes; a fresh snapshot is answered without waiting on the cache.
+  auto answer = [this](Responder& res, const HealthCache::Snapshot& snap) {
+    uint64_t uptime_s = uptimeMs() / 1000;
+    HealthBody& hb = health_body_;
+    if (hb.version != health_->version() || hb.uptime_s != uptime_s) {
+      nlohmann::ordered_json j = {{"status", snap.ok ? "ok" : "unavailable"}};
+      for (const auto& e : snap.entries) j[e.name] = e.state;
+      j["uptime"] = uptime_s;
+      hb.body = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      hb.status = snap.ok ? 200 : 503;
+      hb.version = health_->version();
+      hb.uptime_s = uptime_s;
+    }
+    res.header("Cache-Control", "no-store").send(hb.status, hb.body, "application/json");
+  };
+  router_.get("/health", [this, answer](const Request&, Responder res) {
+    if (const HealthCache::Snapshot* snap = health_->fresh()) return answer(res, *snap);
+    health_->get([answer, res](const HealthCache::Snapshot& snap) mutable { answer(res, snap); });
   });
 
   router_.get("/metrics", [this](const Request&, Responder res) {

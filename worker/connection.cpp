@@ -273,7 +273,10 @@ int HttpConnection::onMessageComplete(http_parser* p) {
   ex->http10 = p->http_major == 1 && p->http_minor == 0;
   ex->head = ex->req.method == Method::kHead;
   ex->queued_ms = uv_now(self->server_->loop());
-  self->cur_ = Request{};
+  // Parse the next request into the buffers of an answered one (clear()
+  // keeps their capacity), so a keep-alive connection stops allocating them.
+  self->cur_ = std::move(self->spare_);
+  self->spare_ = Request{};
   self->request_started_ms_ = 0;
   ++self->requests_;
   self->pending_.push_back(ex);
@@ -345,6 +348,7 @@ void HttpConnection::flushReady() {
     serializeResponse(*ex, close, server_->dateLine(), out_);
     ex->conn = nullptr;
     server_->observe(*ex, out_.size() - before);
+    if (ex.use_count() == 1) spare_ = std::move(ex->req);  // no handler holds it any more
     if (close) {
       close_after_flush_ = true;
       stop_parsing_ = true;

@@ -92,8 +92,9 @@ class HttpConnection {
   http_parser parser_;
   std::string client_ip_;
 
-  // The request being parsed.
+  // The request being parsed, and a finished one whose buffers it reuses.
   Request cur_;
+  Request spare_;
   HeaderState header_state_ = HeaderState::kNone;
   size_t header_bytes_ = 0;
   uint64_t request_started_ms_ = 0;  // 0 = no request in progress

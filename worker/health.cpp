@@ -23,6 +23,13 @@ void HealthCache::addDisabled(std::string name) {
   deps_.push_back(std::move(d));
 }
 
+const HealthCache::Snapshot* HealthCache::fresh() const {
+  if (!have_snapshot_ || uv_now(loop_) - checked_ms_ >= static_cast<uint64_t>(max_age_.count())) {
+    return nullptr;
+  }
+  return &snapshot_;
+}
+
 void HealthCache::get(Callback cb) {
   uint64_t now = uv_now(loop_);
   if (have_snapshot_ && now - checked_ms_ < static_cast<uint64_t>(max_age_.count())) {

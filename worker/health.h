@@ -43,6 +43,9 @@ class HealthCache {
 
   // Answers from the cache when it is fresh, else after one round of probes.
   void get(Callback cb);
+  // The cached snapshot while it is fresh, else null (the hot path of
+  // GET /health answers from it without a callback).
+  const Snapshot* fresh() const;
   // Changes whenever a new snapshot is taken (for caching rendered bodies).
   uint64_t version() const { return version_; }
 
