@@ -48,7 +48,8 @@ QueueLink::QueueLink(uv_loop_t* loop, const WorkerOptions& options)
 
 QueueLink::~QueueLink() { *alive_ = false; }
 
-Result<void> QueueLink::start(std::function<void()> on_connected) {
+Result<void> QueueLink::start(std::function<void()> on_connected,
+                              std::function<void(const Error&)> on_fatal) {
   if (error_) return *error_;
   std::weak_ptr<bool> alive = alive_;
   auto announce = [this, alive, cb = std::move(on_connected)]() {
@@ -62,9 +63,11 @@ Result<void> QueueLink::start(std::function<void()> on_connected) {
   }
   if (!consumer_) return success();
   std::string queues = fmt::format("{}", fmt::join(consumed_, ", "));
-  consumer_->start([queues](Result<void> r) {
+  consumer_->start([queues, alive, on_fatal = std::move(on_fatal)](Result<void> r) {
+    if (alive.expired()) return;
     if (!r) {
-      log::error("worker", "not consuming {}: {}", queues, r.error().message);
+      log::error("worker", "cannot consume {}: {}", queues, r.error().message);
+      if (on_fatal) on_fatal(r.error());
       return;
     }
     log::info("worker", "consuming {}", queues);

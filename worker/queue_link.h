@@ -45,10 +45,11 @@ class QueueLink {
   QueueLink(uv_loop_t* loop, const WorkerOptions& options);
   ~QueueLink();
 
-  // Starts the consumer (if any); `on_connected` runs once, when Redis first
-  // answers. Fails when the Redis URL is malformed or the consumer refuses
-  // to start (queue.strict on a Redis that may lose jobs).
-  Result<void> start(std::function<void()> on_connected);
+  // Starts the consumer (if any); `on_connected` runs when Redis answers
+  // (after every reconnection). Fails at once when the Redis URL is
+  // malformed; `on_fatal` runs later if the consumer refuses to start
+  // (queue.strict on a Redis that may lose jobs).
+  Result<void> start(std::function<void()> on_connected, std::function<void(const Error&)> on_fatal);
   bool connected() const;
   void ping(std::chrono::milliseconds timeout, std::function<void(std::string error)> done);
 

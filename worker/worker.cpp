@@ -84,7 +84,15 @@ Result<void> Worker::start() {
     health_->addProbe("redis", [q](std::chrono::milliseconds timeout, auto done) {
       q->ping(timeout, std::move(done));
     });
-    auto started = queues_->start([this] { maybeReady(); });
+    auto started = queues_->start([this] { maybeReady(); },
+                                  [this](const Error&) {
+                                    // Refusing to run jobs on a Redis that may lose
+                                    // them is a start-up failure (exit 111), so the
+                                    // master shows the app as errored.
+                                    exit_code_ = 111;
+                                    finished_ = true;
+                                    uv_stop(loop_);
+                                  });
     if (!started) return started;
   } else {
     health_->addDisabled("redis");

@@ -239,3 +239,22 @@ TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and b
   CHECK(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})")->status == 202);
   CHECK(w.child().running());
 }
+
+TEST_CASE("a strict queue on a Redis that may lose jobs stops the worker with exit 111", "[worker][queue-api]") {
+  RedisServer redis(RedisServer::Options{.appendonly = false});
+  TempDir dir("clusterd-strict");
+  int port = freeTcpPort();
+  writeFile(dir.file("eco.yaml"),
+            "apps:\n"
+            "  - name: api\n"
+            "    script: builtin:worker\n"
+            "    listen: 127.0.0.1:" + std::to_string(port) + "\n"
+            "    queues:\n"
+            "      work: 2\n"
+            "queue:\n"
+            "  redis_url: " + redis.url() + "\n"
+            "  strict: true\n");
+  auto r = runClusterd({"worker", "--ecosystem", dir.file("eco.yaml"), "--app", "api"}, {.timeout = 20s});
+  CHECK(r.exit_code == 111);
+  CHECK(r.err.find("appendonly") != std::string::npos);
+}
