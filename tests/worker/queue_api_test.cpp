@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <set>
 #include <thread>
 
 #include "tests/support/servers.h"
@@ -257,4 +258,52 @@ TEST_CASE("a strict queue on a Redis that may lose jobs stops the worker with ex
   auto r = runClusterd({"worker", "--ecosystem", dir.file("eco.yaml"), "--app", "api"}, {.timeout = 20s});
   CHECK(r.exit_code == 111);
   CHECK(r.err.find("appendonly") != std::string::npos);
+}
+
+TEST_CASE("pipelined enqueues sent to Redis together each get their own ids", "[worker][queue-api]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  HttpConn c(w.port());
+  std::string batch;
+  int next = 0;
+  std::vector<std::vector<int>> expect;  // payload numbers per request
+  for (int r = 0; r < 30; ++r) {
+    if (r % 3 == 2) {
+      batch += postRequest("/v1/queues/pipe/jobs", json::array({{{"name", "p"}, {"data", {{"i", next}}}},
+                                                                {{"name", "p"}, {"data", {{"i", next + 1}}}}}).dump());
+      expect.push_back({next, next + 1});
+      next += 2;
+    } else {
+      batch += postRequest("/v1/queues/pipe/jobs", json{{"name", "p"}, {"data", {{"i", next}}}}.dump());
+      expect.push_back({next});
+      next += 1;
+    }
+  }
+  // The same unique key twice in one batch: one job.
+  batch += postRequest("/v1/queues/pipe/jobs", R"({"name":"u","unique":"k1"})");
+  batch += postRequest("/v1/queues/pipe/jobs", R"({"name":"u","unique":"k1"})");
+  REQUIRE(c.send(batch));
+  std::set<std::string> seen;
+  for (const auto& numbers : expect) {
+    auto r = c.read();
+    REQUIRE(r);
+    REQUIRE(r->status == 202);
+    json j = json::parse(r->body);
+    std::vector<std::string> ids;
+    if (numbers.size() == 1) {
+      ids.push_back(j["id"]);
+    } else {
+      for (auto& id : j["ids"]) ids.push_back(id);
+    }
+    REQUIRE(ids.size() == numbers.size());
+    for (size_t i = 0; i < ids.size(); ++i) {
+      CHECK(seen.insert(ids[i]).second);
+      CHECK(getJob(w.port(), "pipe", ids[i])["payload"]["i"] == numbers[i]);
+    }
+  }
+  json u1 = json::parse(c.read()->body), u2 = json::parse(c.read()->body);
+  CHECK(u1["created"] == true);
+  CHECK(u2["created"] == false);
+  CHECK(u1["id"] == u2["id"]);
+  CHECK(body(httpGet(w.port(), "/v1/queues"))[0]["waiting"] == next + 1);
 }
