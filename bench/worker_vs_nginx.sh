@@ -6,17 +6,19 @@
 #      vs a Node http server under PM2 cluster mode (2 instances);
 #   2. POST /v1/queues/q/jobs (one job per request) vs BullMQ's Queue.add
 #      behind a plain Node http endpoint under PM2 cluster mode (2 instances).
-# Prints requests/s, p50/p99 latency, errors, worker RSS and the ratios.
+# Prints requests/s (median of REPS interleaved rounds, and each round),
+# p50/p99 latency, errors, worker RSS and the ratios.
 #
 #   bench/worker_vs_nginx.sh            (build first; peers need node_modules)
 # Env: BUILD (./build), PEERS (/work/shared/peers; a copy with node_modules
-# works, e.g. /tmp/worker-peers), DUR (10s), REDIS_PORT (6396), ports
-# NGINX_PORT (8393), PM2_PORT (8394), CLUSTERD_PORT (8395).
+# works, e.g. /tmp/worker-peers), DUR (10s), REPS (3), REDIS_PORT (6396),
+# ports NGINX_PORT (8393), PM2_PORT (8394), BULL_PORT (8392), CLUSTERD_PORT (8395).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"; PEERS="${PEERS:-/work/shared/peers}"; DUR="${DUR:-10s}"
 REDIS_PORT="${REDIS_PORT:-6396}"; NGINX_PORT="${NGINX_PORT:-8393}"
-PM2_PORT="${PM2_PORT:-8394}"; CLUSTERD_PORT="${CLUSTERD_PORT:-8395}"
+PM2_PORT="${PM2_PORT:-8394}"; CLUSTERD_PORT="${CLUSTERD_PORT:-8395}"; BULL_PORT="${BULL_PORT:-8392}"
+REPS="${REPS:-3}"
 CLI="$BUILD/cli/clusterd"
 TMP="$(mktemp -d)"
 export PM2_HOME="$TMP/pm2" CLUSTERD_HOME="$TMP/clusterd"
@@ -47,12 +49,14 @@ wrk_post() {
   timeout 10 wrk -t2 -c100 -d2s -s "$TMP/post.lua" "$url" >/dev/null 2>&1 || true
   timeout 120 wrk -t2 -c100 -d"$DUR" --latency -s "$TMP/post.lua" "$url" 2>&1 | sed -n 's/^WRKJSON //p'
 }
-j() { python3 -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
-errs() { python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(d['non2xx']+d['connect']+d['read']+d['write']+d['timeout'])" "$1"; }
 
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$TMP" --save '' --appendonly no --daemonize no --logfile "$TMP/redis.log" &
 RPID=$!
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+# Every server runs for the whole benchmark (idle ones cost nothing) and the
+# wrk runs alternate between them, REPS rounds in a rotating order, so a
+# change in the machine's load hits every system alike; the median counts.
 
 # ---- nginx: 2 workers, return 200 ----
 mkdir -p "$TMP/nginx/logs"
@@ -74,19 +78,12 @@ CONF
 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
 NGINX_PID=$!
 wait_http "http://127.0.0.1:$NGINX_PORT/"
-log "nginx"
-NGINX=$(wrk_json "http://127.0.0.1:$NGINX_PORT/")
-NGINX_RSS=$(sum_rss_mb $(cat /proc/$NGINX_PID/task/*/children))
-kill -QUIT "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=
 
-# ---- Node http under PM2 cluster mode, 2 instances ----
+# ---- Node http and the BullMQ endpoint under PM2 cluster mode, 2 instances each ----
 PORT=$PM2_PORT timeout 60 "$PM2" start "$PEERS/app/server.js" -i 2 --name web >/dev/null
-wait_http "http://127.0.0.1:$PM2_PORT/"; sleep 1
-log "node/pm2"
-PM2GET=$(wrk_json "http://127.0.0.1:$PM2_PORT/")
-PM2_PIDS=$(timeout 30 "$PM2" jlist | python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin)))")
-PM2_RSS=$(sum_rss_mb $PM2_PIDS)
-timeout 60 "$PM2" delete web >/dev/null
+(cd "$PEERS" && PORT=$BULL_PORT REDIS_PORT=$REDIS_PORT NODE_PATH="$PEERS/node_modules" timeout 60 "$PM2" start "$ROOT/bench/worker_bullmq_endpoint.js" -i 2 --name bull >/dev/null)
+wait_http "http://127.0.0.1:$PM2_PORT/"
+for _ in $(seq 200); do [[ "$(curl -s -o /dev/null -w '%{http_code}' -XPOST -d '{"name":"x"}' "http://127.0.0.1:$BULL_PORT/v1/queues/w/jobs")" == 202 ]] && break; sleep 0.05; done
 
 # ---- clusterd: built-in worker under the master, 2 instances ----
 cat > "$TMP/eco.yaml" <<YAML
@@ -102,39 +99,47 @@ queue:
 YAML
 timeout 60 "$CLI" start "$TMP/eco.yaml" >/dev/null
 wait_http "http://127.0.0.1:$CLUSTERD_PORT/health"; sleep 1
-log "clusterd GET /health"
-CGET=$(wrk_json "http://127.0.0.1:$CLUSTERD_PORT/health")
+
+declare -A RUNS
+get_run() { # name
+  case $1 in
+    nginx) wrk_json "http://127.0.0.1:$NGINX_PORT/" ;;
+    node) wrk_json "http://127.0.0.1:$PM2_PORT/" ;;
+    clusterd) wrk_json "http://127.0.0.1:$CLUSTERD_PORT/health" ;;
+    cpost) redis-cli -p "$REDIS_PORT" flushall >/dev/null; wrk_post "http://127.0.0.1:$CLUSTERD_PORT/v1/queues/q/jobs" ;;
+    bpost) redis-cli -p "$REDIS_PORT" flushall >/dev/null; wrk_post "http://127.0.0.1:$BULL_PORT/v1/queues/q/jobs" ;;
+  esac
+}
+ORDER=(nginx node clusterd cpost bpost)
+for r in $(seq "$REPS"); do
+  for k in $(seq 0 4); do
+    name=${ORDER[$(( (k + r - 1) % 5 ))]}
+    log "round $r: $name"
+    RUNS[$name]+="$(get_run "$name")"$'\n'
+  done
+done
+NGINX_RSS=$(sum_rss_mb $(cat /proc/$NGINX_PID/task/*/children))
+PM2_PIDS=$(timeout 30 "$PM2" jlist | python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin) if p['name']=='web'))")
+B_PIDS=$(timeout 30 "$PM2" jlist | python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin) if p['name']=='bull'))")
 C_PIDS=$("$CLI" status --json | python3 -c "import json,sys; print(' '.join(str(w['pid']) for w in json.load(sys.stdin)))")
-C_RSS_GET=$(sum_rss_mb $C_PIDS)
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
-log "clusterd POST /v1/queues/q/jobs"
-CPOST=$(wrk_post "http://127.0.0.1:$CLUSTERD_PORT/v1/queues/q/jobs")
-C_RSS_POST=$(sum_rss_mb $C_PIDS)
-C_JOBS=$(redis-cli -p "$REDIS_PORT" hget 'cq:{q}:stats' enqueued || echo "?")
-timeout 60 "$CLI" kill >/dev/null
-
-# ---- BullMQ behind a plain Node http endpoint, PM2 cluster mode, 2 instances ----
-redis-cli -p "$REDIS_PORT" flushall >/dev/null
-(cd "$PEERS" && PORT=$PM2_PORT REDIS_PORT=$REDIS_PORT NODE_PATH="$PEERS/node_modules" timeout 60 "$PM2" start "$ROOT/bench/worker_bullmq_endpoint.js" -i 2 --name bull >/dev/null)
-for _ in $(seq 200); do [[ "$(curl -s -o /dev/null -w '%{http_code}' -XPOST -d '{"name":"x"}' "http://127.0.0.1:$PM2_PORT/v1/queues/w/jobs")" == 202 ]] && break; sleep 0.05; done
-sleep 1
-log "bullmq POST"
-BPOST=$(wrk_post "http://127.0.0.1:$PM2_PORT/v1/queues/q/jobs")
-B_PIDS=$(timeout 30 "$PM2" jlist | python3 -c "import json,sys; print(' '.join(str(p['pid']) for p in json.load(sys.stdin)))")
-B_RSS=$(sum_rss_mb $B_PIDS)
-
+PM2_RSS=$(sum_rss_mb $PM2_PIDS); B_RSS=$(sum_rss_mb $B_PIDS); C_RSS=$(sum_rss_mb $C_PIDS)
+# med NAME FIELD -> the median of FIELD over the rounds; all NAME -> every rps
+med() { printf '%s' "${RUNS[$1]}" | python3 -c "import json,sys,statistics; v=[json.loads(l)['$2'] for l in sys.stdin if l.strip()]; print(round(statistics.median(v),3))"; }
+errsum() { printf '%s' "${RUNS[$1]}" | python3 -c "import json,sys; print(sum(d['non2xx']+d['connect']+d['read']+d['write']+d['timeout'] for d in map(json.loads, filter(str.strip, sys.stdin))))"; }
+all() { printf '%s' "${RUNS[$1]}" | python3 -c "import json,sys; print(' / '.join(str(round(json.loads(l)['rps'])) for l in sys.stdin if l.strip()))"; }
 ratio() { python3 -c "print(round($1/max($2,1),2))"; }
-echo "date: $(date -u +%Y-%m-%dT%H:%MZ); wrk -t2 -c100 -d$DUR, 2 worker processes each"
+row() { echo "| $1 | $(med "$2" rps) | $(all "$2") | $(med "$2" p50_ms) | $(med "$2" p99_ms) | $(errsum "$2") | $3 |"; }
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); wrk -t2 -c100 -d$DUR, 2 worker processes each, $REPS rounds (medians)"
 echo
-echo "| test | requests/s | p50 ms | p99 ms | errors | RSS per worker, MB |"
-echo "|---|---|---|---|---|---|"
-echo "| clusterd worker GET /health | $(j "$CGET" rps) | $(j "$CGET" p50_ms) | $(j "$CGET" p99_ms) | $(errs "$CGET") | $C_RSS_GET |"
-echo "| nginx return 200 | $(j "$NGINX" rps) | $(j "$NGINX" p50_ms) | $(j "$NGINX" p99_ms) | $(errs "$NGINX") | $NGINX_RSS |"
-echo "| Node http, PM2 cluster | $(j "$PM2GET" rps) | $(j "$PM2GET" p50_ms) | $(j "$PM2GET" p99_ms) | $(errs "$PM2GET") | $PM2_RSS |"
-echo "| clusterd POST /v1/queues/q/jobs | $(j "$CPOST" rps) | $(j "$CPOST" p50_ms) | $(j "$CPOST" p99_ms) | $(errs "$CPOST") | $C_RSS_POST |"
-echo "| BullMQ Queue.add behind Node http, PM2 cluster | $(j "$BPOST" rps) | $(j "$BPOST" p50_ms) | $(j "$BPOST" p99_ms) | $(errs "$BPOST") | $B_RSS |"
+echo "| test | requests/s | each round | p50 ms | p99 ms | errors | RSS per worker, MB |"
+echo "|---|---|---|---|---|---|---|"
+row "clusterd worker GET /health" clusterd "$C_RSS"
+row "nginx return 200" nginx "$NGINX_RSS"
+row "Node http, PM2 cluster" node "$PM2_RSS"
+row "clusterd POST /v1/queues/q/jobs" cpost "$C_RSS"
+row "BullMQ Queue.add behind Node http, PM2 cluster" bpost "$B_RSS"
 echo
-echo "GET /health vs nginx: $(ratio "$(j "$CGET" rps)" "$(j "$NGINX" rps)")x (target >= 0.9)"
-echo "GET /health vs Node/PM2: $(ratio "$(j "$CGET" rps)" "$(j "$PM2GET" rps)")x (target >= 2.5)"
-echo "POST jobs vs BullMQ endpoint: $(ratio "$(j "$CPOST" rps)" "$(j "$BPOST" rps)")x"
-echo "jobs in Redis after the clusterd POST run: $C_JOBS"
+echo "GET /health vs nginx: $(ratio "$(med clusterd rps)" "$(med nginx rps)")x (target >= 0.9)"
+echo "GET /health vs Node/PM2: $(ratio "$(med clusterd rps)" "$(med node rps)")x (target >= 2.5)"
+echo "nginx vs Node/PM2 (for scale): $(ratio "$(med nginx rps)" "$(med node rps)")x"
+echo "POST jobs vs BullMQ endpoint: $(ratio "$(med cpost rps)" "$(med bpost rps)")x"
