@@ -58,7 +58,7 @@ void adjustInventory(Services& s, const Job& job, JobDone done) {
     tx->run(
         {db::stmt("INSERT INTO job_ledger (job_id, job_name) VALUES ($1, $2)"
                   " ON CONFLICT (job_id) DO NOTHING",
-                  job.id, job.name),
+                  ledgerKey(job), job.name),
          db::stmt("SELECT id, sku, stock FROM variants WHERE sku = ANY($1::text[])"
                   " ORDER BY id FOR UPDATE",
                   db::textArray(skus))},

@@ -32,10 +32,16 @@ inline constexpr const char* kInventoryAdjust = "inventory.adjust";
 inline constexpr const char* kEmailBatch = "email.batch";
 
 struct Job {
-  std::string id;    // the queue's job id: the key of the exactly-once ledger
+  std::string id;    // the queue's job id (unique within its queue only)
   std::string name;  // "order.process", ...
   nlohmann::json data;
+  std::string queue = {};  // the queue it came from; empty when a handler is called directly
 };
+
+// The job's key in the exactly-once ledger: "<queue>:<id>", since job ids
+// are only unique within a queue (job 1 of `orders` is not job 1 of
+// `inventory`); the bare id for a job with no queue.
+std::string ledgerKey(const Job& job);
 
 enum class Outcome { kDone, kRetry, kFail };
 

@@ -31,7 +31,7 @@ namespace clusterd::jobs {
 inline constexpr size_t kMaxOrderGroup = 32;
 
 struct OrderJob {
-  std::string job_id;
+  std::string job_id;  // the ledger key (ledgerKey())
   int64_t order_id = 0;
   JobDone done;
 };

@@ -211,6 +211,10 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
 
 }  // namespace
 
+std::string ledgerKey(const Job& job) {
+  return job.queue.empty() ? job.id : job.queue + ":" + job.id;
+}
+
 JobResult fromDbError(const std::string& what, const db::DbError& e) {
   return JobResult{e.transient() ? Outcome::kRetry : Outcome::kFail, what + ": " + e.message};
 }
@@ -301,7 +305,7 @@ void processOrder(Services& s, const Job& job, JobDone done) {
       d["order_id"].get<int64_t>() < 1)
     return done(JobResult{Outcome::kFail, "data.order_id: expected a positive integer order id"});
   if (!s.order_grouper) s.order_grouper = std::make_shared<OrderGrouper>(s);
-  s.order_grouper->add(OrderJob{job.id, d["order_id"].get<int64_t>(), std::move(done)});
+  s.order_grouper->add(OrderJob{ledgerKey(job), d["order_id"].get<int64_t>(), std::move(done)});
 }
 
 }  // namespace clusterd::jobs

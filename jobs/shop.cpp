@@ -58,15 +58,16 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
 }
 
 void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
-               const std::string& id, const std::string& payload,
-               std::function<void(Result<void>)> done) {
+               const queue::Job& job, std::function<void(Result<void>)> done) {
+  const std::string& payload = job.payload;
   auto data = queue::payloadToJson(payload);
   if (!data) {
     ++stats_.jobs_failed;
     return done(queue::permanentFailure(name + ": payload is not msgpack: " + data.error().message));
   }
   std::weak_ptr<Shop> weak = weak_from_this();
-  handler(services_, Job{id, name, std::move(*data)}, [weak, done = std::move(done)](JobResult r) {
+  handler(services_, Job{job.id, name, std::move(*data), job.queue},
+          [weak, done = std::move(done)](JobResult r) {
     auto self = weak.lock();
     if (self) {
       ShopStats& st = self->stats_;
@@ -94,7 +95,7 @@ void Shop::registerHandlers(queue::Consumer& consumer) {
     consumer.handle(name, [weak, name, fn](const queue::Job& job, queue::Done done) {
       auto self = weak.lock();
       if (!self) return done(Error{"the shop is shutting down"});
-      self->run(fn, name, job.id, job.payload, std::move(done));
+      self->run(fn, name, job, std::move(done));
     });
   }
 }

@@ -27,6 +27,7 @@
 namespace clusterd::queue {
 class Client;
 class Consumer;
+struct Job;
 }  // namespace clusterd::queue
 
 namespace clusterd::worker {
@@ -78,7 +79,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
 
  private:
   void run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
-           const std::string& id, const std::string& payload, std::function<void(Result<void>)> done);
+           const queue::Job& job, std::function<void(Result<void>)> done);
 
   uv_loop_t* loop_ = nullptr;
   db::Pool* pool_ = nullptr;      // the API's

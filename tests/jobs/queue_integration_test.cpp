@@ -190,3 +190,29 @@ TEST_CASE("an order job failing on bad data is dead after one attempt; a transie
   CHECK(f.pg.scalar("SELECT nextval('fault_seq')") == "4");
   q.stop(f);
 }
+
+TEST_CASE("job ids repeat across queues and the ledger tells them apart",
+          "[jobs][queue][postgres][redis]") {
+  ShopFixture f(2, 100);
+  QueueShop q(f);
+  int64_t order = f.placeOrder("ids@example.com", {{"SKU-000001", 2}});
+  std::string order_job = q.waitForJob(f, q.enqueueOrder(f, order), queue::JobState::kCompleted).id;
+  std::optional<std::string> inv_job;
+  q.client->enqueue(kInventoryQueue,
+                    {.name = kInventoryAdjust,
+                     .payload = queue::payloadFromJson(
+                         {{"adjustments", {{{"sku", "SKU-000001"}, {"delta", 50}}}}})},
+                    [&](Result<queue::Enqueued> r) {
+                      REQUIRE(r.ok());
+                      inv_job = r->id;
+                    });
+  REQUIRE(f.loop.runUntil([&] { return inv_job.has_value(); }));
+  // Both queues number their jobs from 1: the same id, two different jobs.
+  REQUIRE(*inv_job == order_job);
+  REQUIRE(f.loop.runUntil(
+      [&] { return f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "148"; },
+      20s));
+  CHECK(f.pg.scalar("SELECT string_agg(job_id, ',' ORDER BY job_id) FROM job_ledger") ==
+        "inventory:" + *inv_job + ",orders:" + order_job);
+  q.stop(f);
+}
