@@ -202,6 +202,10 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
     o.auth_token = token;
   }
 
+  if (!o.spec.queues.empty() && o.redis_url.empty()) {
+    return usage(ctx, "--queues needs Redis: pass --redis URL or set CLUSTERD_REDIS_URL");
+  }
+
   // The master passes the listening socket as fd 3 (sd_listen_fds protocol).
   if (const char* fds = std::getenv("LISTEN_FDS"); fds && std::atoi(fds) >= 1) {
     const char* pid = std::getenv("LISTEN_PID");

@@ -266,3 +266,10 @@ TEST_CASE("the master shows the built-in worker's READY and CLUSTERD_STATS in st
   CHECK(describe.out.find("stats: {") != std::string::npos);
   CHECK(describe.out.find("\"jobs_done\"") != std::string::npos);
 }
+
+TEST_CASE("the --queues flag without any Redis URL is a usage error", "[worker][cli]") {
+  auto r = runClusterd({"worker", "--listen", "127.0.0.1:0", "--queues", "q"},
+                       {.env = {{"CLUSTERD_REDIS_URL", ""}}, .timeout = 10s});
+  CHECK(r.exit_code == 100);
+  CHECK(r.err.find("--queues needs Redis") != std::string::npos);
+}
