@@ -270,3 +270,39 @@ TEST_CASE("random and truncated input never crashes the worker", "[worker][http]
   REQUIRE(r);
   CHECK(r->status == 200);
 }
+
+TEST_CASE("the --access-log flag writes one JSON line per request to stdout", "[worker][http]") {
+  WorkerProcess w({"--access-log", "--name", "edge"});
+  REQUIRE(httpGet(w.port(), "/health?probe=1", "User-Agent: checker/1.0\r\n"));
+  REQUIRE(httpGet(w.port(), "/nope"));
+  std::vector<nlohmann::json> lines;
+  // Lines are flushed within the 100 ms loop-lag tick.
+  REQUIRE(waitFor([&] {
+    lines.clear();
+    std::string log = w.log();
+    size_t pos = 0;
+    while ((pos = log.find("{\"", pos)) != std::string::npos) {
+      size_t end = log.find('\n', pos);
+      auto j = nlohmann::json::parse(log.substr(pos, end - pos), nullptr, false);
+      if (!j.is_discarded() && j.contains("status")) lines.push_back(j);
+      pos = end;
+    }
+    return lines.size() >= 3;  // /metrics from start-up, /health, /nope
+  }, 5s));
+  const nlohmann::json* health = nullptr;
+  const nlohmann::json* nope = nullptr;
+  for (const auto& j : lines) {
+    if (j["path"] == "/health?probe=1") health = &j;
+    if (j["path"] == "/nope") nope = &j;
+  }
+  REQUIRE(health);
+  REQUIRE(nope);
+  CHECK((*health)["status"] == 200);
+  CHECK((*health)["method"] == "GET");
+  CHECK((*health)["app"] == "edge");
+  CHECK((*health)["ip"] == "127.0.0.1");
+  CHECK((*health)["ua"] == "checker/1.0");
+  CHECK((*health)["bytes"].get<int>() > 0);
+  CHECK((*health)["ms"].is_number());
+  CHECK((*nope)["status"] == 404);
+}
