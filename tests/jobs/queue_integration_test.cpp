@@ -81,12 +81,13 @@ struct QueueShop {
   }
 
   // The job once it reached `state` (fails the test after 20 s).
-  queue::Job waitForJob(ShopFixture& f, const std::string& id, queue::JobState state) {
+  queue::Job waitForJob(ShopFixture& f, const std::string& id, queue::JobState state,
+                        const char* queue_name = kOrdersQueue) {
     std::optional<queue::Job> seen;
     bool ok = f.loop.runUntil(
         [&] {
           bool answered = false;
-          client->job(kOrdersQueue, id, [&](Result<std::optional<queue::Job>> r) {
+          client->job(queue_name, id, [&](Result<std::optional<queue::Job>> r) {
             if (r.ok() && r->has_value() && (*r)->state == state) seen = **r;
             answered = true;
           });
@@ -154,7 +155,7 @@ TEST_CASE("a postgres restart in the middle of a run delays queued orders but lo
   q.stop(f);
 }
 
-TEST_CASE("an order job failing on bad data is dead after one attempt; a transient error retries",
+TEST_CASE("a shop job failing on bad data is dead after one attempt; a transient error retries",
           "[jobs][queue][postgres][redis]") {
   ShopFixture f(2, 100);
   QueueShop q(f);
@@ -171,6 +172,22 @@ TEST_CASE("an order job failing on bad data is dead after one attempt; a transie
   CHECK(dead.errors[0].error.find("permanent failure") != std::string::npos);
   CHECK(dead.errors[0].error.find("email_outbox_order_id_template_key") != std::string::npos);
   CHECK(f.pg.scalar(fmt::format("SELECT status FROM orders WHERE id = {}", bad)) == "pending");
+  // The same for inventory.adjust: a line that would take stock below zero.
+  std::optional<std::string> inv;
+  q.client->enqueue(kInventoryQueue,
+                    {.name = kInventoryAdjust,
+                     .payload = queue::payloadFromJson(
+                         {{"adjustments", {{{"sku", "SKU-000002"}, {"delta", -1000}}}}})},
+                    [&](Result<queue::Enqueued> r) {
+                      REQUIRE(r.ok());
+                      inv = r->id;
+                    });
+  REQUIRE(f.loop.runUntil([&] { return inv.has_value(); }));
+  queue::Job inv_dead = q.waitForJob(f, *inv, queue::JobState::kDead, kInventoryQueue);
+  CHECK(inv_dead.permanent);
+  CHECK(inv_dead.attempt == 1);
+  REQUIRE(inv_dead.errors.size() == 1);
+  CHECK(inv_dead.errors[0].error.find("would make it negative") != std::string::npos);
 
   // A serialization failure (40001, transient) on the first two tries: the
   // job is retried with backoff and then succeeds, exactly once.
