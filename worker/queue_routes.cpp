@@ -13,9 +13,16 @@
 // Under load this turns many script calls into a few, which is what bounds
 // the enqueue rate; a lone request waits for nothing (an active idle handle
 // makes the next poll return at once).
+//
+// A Redis that keeps the connection but stops answering would leave requests
+// waiting until the server's request timeout; instead every job API request
+// is watched, and one still unanswered after kRedisWait gets a 503. The
+// watch list is in arrival order, so one periodic sweep looks only at its
+// front.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -36,6 +43,7 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kMaxJobsPerRequest = 10'000;
+constexpr uint64_t kRedisWaitMs = 5'000;
 
 struct FieldError {
   std::string field;
@@ -121,6 +129,27 @@ class QueueRoutes {
   explicit QueueRoutes(Worker& w) : w_(w) {
     uv_idle_init(w_.loop(), flush_idle_.get());
     flush_idle_->data = this;
+    uv_timer_init(w_.loop(), watch_timer_.get());
+    watch_timer_->data = this;
+    uv_timer_start(
+        watch_timer_.get(), [](uv_timer_t* t) { static_cast<QueueRoutes*>(t->data)->sweep(); }, 250, 250);
+    uv_unref(watch_timer_.handle());
+  }
+
+  // Answers 503 to requests Redis has left unanswered for kRedisWaitMs.
+  void watch(const Responder& res) { watches_.push_back({uv_now(w_.loop()) + kRedisWaitMs, res}); }
+  void sweep() {
+    uint64_t now = uv_now(w_.loop());
+    while (!watches_.empty()) {
+      Watch& front = watches_.front();
+      if (!front.res.sent()) {
+        if (now < front.deadline_ms) break;
+        front.res.header("Retry-After", "1")
+            .error(503, fmt::format("Redis ({}) did not answer within {} ms; retry shortly",
+                                    w_.options().redis_url, kRedisWaitMs));
+      }
+      watches_.pop_front();
+    }
   }
 
   // True (and answered 503) when Redis is not reachable now.
@@ -164,6 +193,7 @@ class QueueRoutes {
       if (auto err = parseJob(body, "", jobs[0])) return res.error(400, err->message, err->field);
     }
     if (unavailable(res)) return;
+    watch(res);
     Batch& b = batches_[queue_name];
     b.waiters.push_back(Waiter{res, b.jobs.size(), jobs.size(), many});
     for (auto& j : jobs) b.jobs.push_back(std::move(j));
@@ -201,6 +231,7 @@ class QueueRoutes {
     if (!queue::validQueueName(queue_name))
       return res.error(400, "invalid queue name: use 1-100 of A-Z a-z 0-9 _ . -", "queue");
     if (unavailable(res)) return;
+    watch(res);
     w_.queueClient()->job(queue_name, id, [this, res, queue_name, id](Result<std::optional<queue::Job>> r) mutable {
       if (!r) return failed(res, r.error());
       if (!*r) return res.error(404, fmt::format("no job {} in queue '{}'", id, queue_name));
@@ -219,6 +250,7 @@ class QueueRoutes {
 
   void list(const Request&, Responder res) {
     if (unavailable(res)) return;
+    watch(res);
     queue::Client* client = w_.queueClient();
     client->queues([this, res, client](Result<std::vector<std::string>> names) mutable {
       if (!names) return failed(res, names.error());
@@ -272,9 +304,16 @@ class QueueRoutes {
     wt.res.json(202, {{"queue", queue_name}, {"ids", std::move(ids)}, {"created", std::move(created)}});
   }
 
+  struct Watch {
+    uint64_t deadline_ms;
+    Responder res;
+  };
+
   Worker& w_;
   std::map<std::string, Batch> batches_;
   UvHandle<uv_idle_t> flush_idle_;
+  std::deque<Watch> watches_;
+  UvHandle<uv_timer_t> watch_timer_;
 };
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <set>
 #include <thread>
 
@@ -306,4 +308,32 @@ TEST_CASE("pipelined enqueues sent to Redis together each get their own ids", "[
   CHECK(u2["created"] == false);
   CHECK(u1["id"] == u2["id"]);
   CHECK(body(httpGet(w.port(), "/v1/queues"))[0]["waiting"] == next + 1);
+}
+
+TEST_CASE("a Redis that stops answering gets job API requests a 503 within seconds", "[worker][queue-api][health]") {
+  RedisServer redis;
+  WorkerProcess w({"--redis", redis.url()});
+  REQUIRE(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})")->status == 202);
+  ::kill(redis.pid(), SIGSTOP);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{redis.pid()};
+  auto t0 = std::chrono::steady_clock::now();
+  HttpConn c(w.port());
+  REQUIRE(c.send(postRequest("/v1/queues/q/jobs", R"({"name":"x"})")));
+  auto r = c.read(15s);
+  REQUIRE(r);
+  CHECK(r->status == 503);
+  CHECK(r->header("retry-after") == "1");
+  CHECK(std::chrono::steady_clock::now() - t0 < 12s);
+  // /health says so too (its probe times out).
+  auto h = httpGet(w.port(), "/health");
+  REQUIRE(h);
+  CHECK(h->status == 503);
+  ::kill(redis.pid(), SIGCONT);
+  REQUIRE(waitFor([&] {
+    auto ok = httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})");
+    return ok && ok->status == 202;
+  }, 10s));
 }
