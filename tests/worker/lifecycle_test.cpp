@@ -273,3 +273,12 @@ TEST_CASE("the --queues flag without any Redis URL is a usage error", "[worker][
   CHECK(r.exit_code == 100);
   CHECK(r.err.find("--queues needs Redis") != std::string::npos);
 }
+
+TEST_CASE("clusterd worker --help lists the options with examples and exit codes", "[worker][cli]") {
+  auto r = runClusterd({"worker", "--help"});
+  CHECK(r.exit_code == 0);
+  for (const char* text : {"--listen", "--queues", "--concurrency", "--ecosystem", "--app", "--max-body",
+                           "--kill-timeout", "--auth-token-env", "--rate-limit", "--access-log", "Examples:",
+                           "Exit codes:", "SIGTERM"})
+    CHECK(r.out.find(text) != std::string::npos);
+}
