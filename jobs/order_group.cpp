@@ -132,40 +132,42 @@ void OrderGroup::appendWrites(size_t begin, size_t end, std::vector<db::Statemen
     confirmed.push_back(id);
     totals.push_back(e.total_cents);
     recipients.push_back(customer);
-    emails.push_back(nlohmann::json{{"order_id", id},
-                                    {"customer", customer},
-                                    {"lines", email_lines},
-                                    {"total_cents", e.total_cents}}
-                         .dump());
+    emails.push_back(nlohmann::json{
+        {"order_id", id},
+        {"customer", customer},
+        {"lines", email_lines},
+        {"total_cents",
+         e.total_cents}}.dump());
   }
   if (!take.empty()) {
     std::vector<int64_t> ids, qtys;
     for (const auto& [id, qty] : take) ids.push_back(id), qtys.push_back(qty);
-    out.push_back(db::stmt("UPDATE variants v SET stock = v.stock - d.qty, updated_at = now()"
-                           " FROM unnest($1::bigint[], $2::bigint[]) AS d(id, qty) WHERE v.id = d.id",
-                           db::int64Array(ids), db::int64Array(qtys)));
-    out.push_back(db::stmt(
-        "UPDATE order_lines l SET variant_id = d.vid, price_cents = d.price"
-        " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])"
-        " AS d(order_id, line_no, vid, price)"
-        " WHERE l.order_id = d.order_id AND l.line_no = d.line_no",
-        db::int64Array(line_orders), db::int64Array(line_nos), db::int64Array(line_vids),
-        db::int64Array(line_prices)));
+    out.push_back(
+        db::stmt("UPDATE variants v SET stock = v.stock - d.qty, updated_at = now()"
+                 " FROM unnest($1::bigint[], $2::bigint[]) AS d(id, qty) WHERE v.id = d.id",
+                 db::int64Array(ids), db::int64Array(qtys)));
+    out.push_back(
+        db::stmt("UPDATE order_lines l SET variant_id = d.vid, price_cents = d.price"
+                 " FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[])"
+                 " AS d(order_id, line_no, vid, price)"
+                 " WHERE l.order_id = d.order_id AND l.line_no = d.line_no",
+                 db::int64Array(line_orders), db::int64Array(line_nos), db::int64Array(line_vids),
+                 db::int64Array(line_prices)));
     out.push_back(db::stmt(
         "UPDATE orders o SET status = 'confirmed', total_cents = d.total, processed_at = now()"
         " FROM unnest($1::bigint[], $2::bigint[]) AS d(id, total) WHERE o.id = d.id",
         db::int64Array(confirmed), db::int64Array(totals)));
-    out.push_back(db::stmt(
-        "INSERT INTO email_outbox (order_id, recipient, template, data)"
-        " SELECT d.id, d.rcpt, 'order_confirmed', d.data::jsonb"
-        " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, rcpt, data)",
-        db::int64Array(confirmed), db::textArray(recipients), db::textArray(emails)));
+    out.push_back(
+        db::stmt("INSERT INTO email_outbox (order_id, recipient, template, data)"
+                 " SELECT d.id, d.rcpt, 'order_confirmed', d.data::jsonb"
+                 " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS d(id, rcpt, data)",
+                 db::int64Array(confirmed), db::textArray(recipients), db::textArray(emails)));
   }
   if (!rejected.empty())
-    out.push_back(db::stmt(
-        "UPDATE orders o SET status = 'rejected', reason = d.reason, processed_at = now()"
-        " FROM unnest($1::bigint[], $2::text[]) AS d(id, reason) WHERE o.id = d.id",
-        db::int64Array(rejected), db::textArray(reasons)));
+    out.push_back(
+        db::stmt("UPDATE orders o SET status = 'rejected', reason = d.reason, processed_at = now()"
+                 " FROM unnest($1::bigint[], $2::text[]) AS d(id, reason) WHERE o.id = d.id",
+                 db::int64Array(rejected), db::textArray(reasons)));
 }
 
 void OrderGroup::failDecision(size_t d, std::string message) {
@@ -192,7 +194,8 @@ std::vector<std::string> OrderGroup::changedSkus() const {
 bool OrderGroup::needsEmailHandOff() const {
   for (const Entry& e : jobs_) {
     if (e.verdict == Verdict::kConfirmed) return true;
-    if (e.verdict == Verdict::kRedelivered && snap_.pending_email.count(e.job.order_id)) return true;
+    if (e.verdict == Verdict::kRedelivered && snap_.pending_email.count(e.job.order_id))
+      return true;
   }
   return false;
 }
@@ -215,11 +218,14 @@ std::vector<std::pair<OrderJob, JobResult>> OrderGroup::results(
         r = {Outcome::kDone, "order already " + e.status};
         break;
       case Verdict::kConfirmed:
-        r = {Outcome::kDone, "confirmed", {{"status", "confirmed"}, {"total_cents", e.total_cents}}};
+        r = {
+            Outcome::kDone, "confirmed", {{"status", "confirmed"}, {"total_cents", e.total_cents}}};
         hands_off = true;
         break;
       case Verdict::kRejected:
-        r = {Outcome::kDone, "rejected: " + e.reason, {{"status", "rejected"}, {"reason", e.reason}}};
+        r = {Outcome::kDone,
+             "rejected: " + e.reason,
+             {{"status", "rejected"}, {"reason", e.reason}}};
         break;
       case Verdict::kFailed:
         r = {Outcome::kFail, e.reason};

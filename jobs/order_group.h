@@ -54,7 +54,7 @@ struct GroupSnapshot {
   };
   std::set<std::string> inserted;  // job ids whose ledger row this transaction inserted
   std::map<int64_t, Order> orders;
-  std::map<std::string, Variant> variants;  // by SKU
+  std::map<std::string, Variant> variants;     // by SKU
   std::map<int64_t, std::vector<Line>> lines;  // by order id, in line order
   std::set<int64_t> pending_email;             // orders with an unsent email
 };
@@ -65,8 +65,8 @@ class OrderGroup {
   explicit OrderGroup(std::vector<OrderJob> jobs);
 
   size_t size() const { return jobs_.size(); }
-  std::vector<int64_t> orderIds() const;   // sorted
-  std::vector<std::string> jobIds() const; // sorted (the ledger insert order)
+  std::vector<int64_t> orderIds() const;    // sorted
+  std::vector<std::string> jobIds() const;  // sorted (the ledger insert order)
   // Hands the jobs back (to answer them all alike, or to run them apart).
   std::vector<OrderJob> takeJobs();
 

@@ -130,11 +130,13 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
         std::move(batch),
         [self, first, end](db::Reply r) {
           if (r.ok()) return self->committed();
-          if (r.error->transient() || !self->tx_->open() || !r.failed_at ||
-              *r.failed_at < first || *r.failed_at >= end)
+          if (r.error->transient() || !self->tx_->open() || !r.failed_at || *r.failed_at < first ||
+              *r.failed_at >= end)
             return self->answerAll(fromDbError("order.process", *r.error));
-          log::warn("jobs", "order.process: a group of {} hit a permanent error ({}); writing its "
-                    "orders one by one", self->group_.size(), r.error->message);
+          log::warn("jobs",
+                    "order.process: a group of {} hit a permanent error ({}); writing its "
+                    "orders one by one",
+                    self->group_.size(), r.error->message);
           self->writeEach(0, {db::Statement{"ROLLBACK TO SAVEPOINT grp", {}}});
         },
         db::OnError::kKeep);
@@ -176,8 +178,8 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
   void appendLedgerDeletes(std::vector<db::Statement>& batch) {
     const auto& ids = group_.ledgerDeletes();
     if (!ids.empty())
-      batch.push_back(db::stmt("DELETE FROM job_ledger WHERE job_id = ANY($1::text[])",
-                               db::textArray(ids)));
+      batch.push_back(
+          db::stmt("DELETE FROM job_ledger WHERE job_id = ANY($1::text[])", db::textArray(ids)));
   }
 
   void commit(std::vector<db::Statement> batch) {
@@ -234,8 +236,8 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
     requesting_ = true;
     // Jobs handed over in the same loop turn (a reserved batch) join the
     // same group: ask for a connection on the next turn.
-    uv_timer_start(timer_.get(), [](uv_timer_t* t) { static_cast<OrderGrouper*>(t->data)->request(); },
-                   0, 0);
+    uv_timer_start(
+        timer_.get(), [](uv_timer_t* t) { static_cast<OrderGrouper*>(t->data)->request(); }, 0, 0);
   }
 
  private:

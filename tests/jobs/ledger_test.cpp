@@ -26,12 +26,14 @@ Result<int64_t> prune(ShopFixture& f, LedgerPruner& p) {
 TEST_CASE("the ledger pruner deletes rows past the retention in batches and keeps the rest",
           "[jobs][ledger][postgres]") {
   ShopFixture f(1, 1, 2);
-  f.pg.query("INSERT INTO job_ledger (job_id, job_name, processed_at)"
-             " SELECT 'old-' || g, 'order.process', now() - interval '8 days' - g * interval '1 s'"
-             " FROM generate_series(1, 25) g");
-  f.pg.query("INSERT INTO job_ledger (job_id, job_name, processed_at)"
-             " SELECT 'new-' || g, 'order.process', now() - interval '6 days'"
-             " FROM generate_series(1, 5) g");
+  f.pg.query(
+      "INSERT INTO job_ledger (job_id, job_name, processed_at)"
+      " SELECT 'old-' || g, 'order.process', now() - interval '8 days' - g * interval '1 s'"
+      " FROM generate_series(1, 25) g");
+  f.pg.query(
+      "INSERT INTO job_ledger (job_id, job_name, processed_at)"
+      " SELECT 'new-' || g, 'order.process', now() - interval '6 days'"
+      " FROM generate_series(1, 5) g");
   LedgerPruner p(f.loop.get(), *f.pool, LedgerRetention{.age = 7 * 24h, .batch = 10});
   auto first = prune(f, p);
   REQUIRE(first.ok());
@@ -50,12 +52,12 @@ TEST_CASE("the ledger pruner deletes rows past the retention in batches and keep
 TEST_CASE("the ledger pruner runs on its timer until a batch comes back short",
           "[jobs][ledger][postgres]") {
   ShopFixture f(1, 1, 2);
-  f.pg.query("INSERT INTO job_ledger (job_id, job_name, processed_at)"
-             " SELECT 'old-' || g, 'inventory.adjust', now() - interval '2 hours'"
-             " FROM generate_series(1, 35) g");
+  f.pg.query(
+      "INSERT INTO job_ledger (job_id, job_name, processed_at)"
+      " SELECT 'old-' || g, 'inventory.adjust', now() - interval '2 hours'"
+      " FROM generate_series(1, 35) g");
   f.pg.query("INSERT INTO job_ledger (job_id, job_name) VALUES ('fresh', 'inventory.adjust')");
-  LedgerPruner p(f.loop.get(), *f.pool,
-                 LedgerRetention{.age = 1h, .batch = 10, .interval = 50ms});
+  LedgerPruner p(f.loop.get(), *f.pool, LedgerRetention{.age = 1h, .batch = 10, .interval = 50ms});
   p.start();
   REQUIRE(f.loop.runUntil([&] { return p.pruned() == 35; }, 10s));
   CHECK(f.pg.scalar("SELECT job_id FROM job_ledger") == "fresh");
