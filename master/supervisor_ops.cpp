@@ -234,7 +234,7 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
   }
   static constexpr std::string_view kOurs[] = {"LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=",
                                                "NOTIFY_SOCKET=", "CLUSTERD_APP=", "CLUSTERD_INSTANCE=",
-                                               "NODE_APP_INSTANCE="};
+                                               "NODE_APP_INSTANCE=", "WATCHDOG_USEC=", "WATCHDOG_PID="};
   std::map<std::string, std::string> env;
   for (auto& kv : options_.base_env) {
     bool ours = std::any_of(std::begin(kOurs), std::end(kOurs),
@@ -247,6 +247,9 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
   env["CLUSTERD_INSTANCE"] = std::to_string(slot.instance);
   env["NODE_APP_INSTANCE"] = std::to_string(slot.instance);
   if (!options_.notify_socket.empty()) env["NOTIFY_SOCKET"] = options_.notify_socket;
+  // The systemd convention: a program that supports a watchdog learns the
+  // period from WATCHDOG_USEC and pings at about half of it.
+  if (s.watchdog.count() > 0) env["WATCHDOG_USEC"] = std::to_string(s.watchdog.count() * 1000);
   if (cluster) {
     env["LISTEN_FDS"] = "1";
     env["LISTEN_FDNAMES"] = s.name;

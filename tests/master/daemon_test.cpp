@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <fstream>
 
 #include "master/daemon.h"
@@ -198,6 +199,24 @@ TEST_CASE("a worker that stops sending WATCHDOG=1 is replaced") {
   pid_t first = d.pids("hung").at(0);
   REQUIRE(waitFor([&] { return workerRow(d, "hung")["pid"] != first; }, seconds(5)));
   CHECK(waitFor([&] { return !processAlive(first); }, seconds(5)));
+}
+
+TEST_CASE("a worker is told its watchdog period in WATCHDOG_USEC and is kept while it pings") {
+  DaemonUnderTest d;
+  int port = freeTcpPort();
+  auto app = testApp("fed", 1, port, {"--ready", "--watchdog", "auto"});
+  app.spec.watchdog = milliseconds(400);
+  app.spec.wait_ready = true;
+  REQUIRE(d.start(app)["ok"] == true);
+  REQUIRE(d.waitOnline("fed", 1));
+  pid_t first = d.pids("fed").at(0);
+  CHECK(field(httpGet(port, "/env"), "WATCHDOG_USEC") == "400000");
+  // Five watchdog periods: a worker that did not know the period would
+  // have been replaced several times by now.
+  std::this_thread::sleep_for(milliseconds(2000));
+  auto w = workerRow(d, "fed");
+  CHECK(w["pid"] == first);
+  CHECK(w["restarts"] == 0);
 }
 
 TEST_CASE("a crash loop ends errored with a reason and the daemon stays up") {

@@ -8,7 +8,7 @@
 //   --leak MB            grow RSS by MB MiB every 100 ms
 //   --ignore-term        ignore SIGTERM
 //   --fork-child FILE    fork a child that sleeps forever; write its pid to FILE
-//   --watchdog MS        send WATCHDOG=1 every MS ...
+//   --watchdog MS        send WATCHDOG=1 every MS (`auto`: half of $WATCHDOG_USEC) ...
 //   --hang-after MS      ... but stop after MS (a hung worker)
 //   --stats              send CLUSTERD_STATS={"requests":N} every 100 ms
 //   --status TEXT        send STATUS=TEXT at start
@@ -17,7 +17,8 @@
 //   --delay MS           each response takes this long
 //
 // GET /     -> "pid <pid> instance <CLUSTERD_INSTANCE>\n"
-// GET /env  -> LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, CLUSTERD_APP, NODE_APP_INSTANCE
+// GET /env  -> LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, CLUSTERD_APP, NODE_APP_INSTANCE,
+//              WATCHDOG_USEC
 // GET /exit -> exits 4 after answering
 // SIGTERM: stop accepting, finish requests, answer each open keep-alive
 // connection's next request with "Connection: close" (idle ones are closed
@@ -86,7 +87,11 @@ int main(int argc, char** argv) {
     else if (a == "--leak") leak_mb = std::atoi(next().c_str());
     else if (a == "--ignore-term") ignore_term = true;
     else if (a == "--fork-child") fork_file = next();
-    else if (a == "--watchdog") watchdog = std::atoll(next().c_str());
+    else if (a == "--watchdog") {
+      std::string v = next();
+      const char* usec = std::getenv("WATCHDOG_USEC");
+      watchdog = v == "auto" ? (usec ? std::atoll(usec) / 2000 : 0) : std::atoll(v.c_str());
+    }
     else if (a == "--hang-after") hang_after = std::atoll(next().c_str());
     else if (a == "--stats") stats = true;
     else if (a == "--status") status = next();
@@ -225,7 +230,7 @@ int main(int argc, char** argv) {
         std::string body;
         if (path == "/env") {
           for (const char* k : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "CLUSTERD_APP",
-                                "CLUSTERD_INSTANCE", "NODE_APP_INSTANCE"}) {
+                                "CLUSTERD_INSTANCE", "NODE_APP_INSTANCE", "WATCHDOG_USEC"}) {
             const char* v = std::getenv(k);
             body += std::string(k) + "=" + (v ? v : "") + "\n";
           }
