@@ -103,15 +103,28 @@ TEST_CASE("reload under keep-alive load fails no request and replaces every work
 TEST_CASE("reload waits for READY=1 of the new worker before stopping the old one") {
   DaemonUnderTest d;
   int port = freeTcpPort();
-  auto app = testApp("web", 1, port, {"--ready", "--ready-delay", "400"});
+  // The test holds the replacement back: a worker serves and sends READY=1
+  // only once the gate file exists.
+  std::string gate = d.home() + "/ready-gate";
+  clusterd::test::writeFile(gate, "");
+  auto app = testApp("web", 1, port, {"--ready", "--ready-file", gate});
   app.spec.wait_ready = true;
+  app.spec.listen_timeout = seconds(30);
   REQUIRE(d.start(app)["ok"] == true);
   REQUIRE(d.waitOnline("web", 1));
   pid_t old = d.pids("web").at(0);
+  REQUIRE(::unlink(gate.c_str()) == 0);
   REQUIRE(d.call({{"cmd", "reload"}, {"target", "web"}})["ok"] == true);
-  std::this_thread::sleep_for(milliseconds(250));
-  CHECK(processAlive(old));  // the replacement is not ready yet
+  auto incoming = [&] {
+    for (auto& w : d.status())
+      if (w["app"] == "web" && w["pid"] != old && w["pid"].get<pid_t>() > 0) return true;
+    return false;
+  };
+  REQUIRE(waitFor(incoming, seconds(5)));
+  std::this_thread::sleep_for(milliseconds(300));
+  CHECK(processAlive(old));  // the replacement is running but not ready
   CHECK(httpGet(port, "/") == "pid " + std::to_string(old) + " instance 0\n");
+  clusterd::test::writeFile(gate, "");
   REQUIRE(waitFor([&] { return !processAlive(old); }, seconds(5)));
   CHECK(d.pids("web").at(0) != old);
 }

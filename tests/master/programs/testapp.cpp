@@ -4,6 +4,7 @@
 //
 //   --ready              send READY=1 to $NOTIFY_SOCKET once serving
 //   --ready-delay MS     wait this long before serving and READY=1
+//   --ready-file PATH    then also wait until PATH exists (a test opens the gate)
 //   --crash-after MS     exit 3 after MS
 //   --leak MB            grow RSS by MB MiB every 100 ms
 //   --ignore-term        ignore SIGTERM
@@ -77,12 +78,13 @@ int main(int argc, char** argv) {
   bool ready = false, ignore_term = false, stats = false;
   long long ready_delay = 0, crash_after = -1, watchdog = 0, hang_after = -1, delay = 0;
   int leak_mb = 0, port = 0;
-  std::string fork_file, status, say;
+  std::string fork_file, status, say, ready_file;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
     if (a == "--ready") ready = true;
     else if (a == "--ready-delay") ready_delay = std::atoll(next().c_str());
+    else if (a == "--ready-file") ready_file = next();
     else if (a == "--crash-after") crash_after = std::atoll(next().c_str());
     else if (a == "--leak") leak_mb = std::atoi(next().c_str());
     else if (a == "--ignore-term") ignore_term = true;
@@ -126,6 +128,7 @@ int main(int argc, char** argv) {
     }
   }
   if (ready_delay > 0) usleep(static_cast<useconds_t>(ready_delay * 1000));
+  while (!ready_file.empty() && access(ready_file.c_str(), F_OK) != 0) usleep(10'000);
 
   int lfd = -1;
   const char* fds = std::getenv("LISTEN_FDS");
