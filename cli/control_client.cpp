@@ -122,6 +122,9 @@ Result<void> startDaemon(const std::string& home, const std::string& self_exe, s
   if (pid < 0) return Error{std::string("fork(): ") + std::strerror(errno)};
   if (pid == 0) {
     ::setsid();
+    // A background daemon is nobody's service: it must not report to the
+    // service manager of whoever ran the CLI.
+    ::unsetenv("NOTIFY_SOCKET");
     int in = ::open("/dev/null", O_RDONLY);
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (in >= 0) ::dup2(in, 0);

@@ -138,7 +138,41 @@ bool ensureDaemon(CliContext& ctx) {
   return true;
 }
 
+// `start NAME|ID|all` for apps the daemon knows: starts their stopped workers.
+void cmdStartTarget(CliContext& ctx, const std::string& target) {
+  auto c = ControlClient::connect(ctx.home);
+  if (!c) {
+    fail(ctx, kExitFailed, target + ": no such ecosystem file, and no daemon runs for " + ctx.home);
+    return;
+  }
+  auto r = c->call({{"cmd", "start"}, {"target", target}});
+  if (!r) {
+    fail(ctx, kExitSystem, r.error().message);
+    return;
+  }
+  if (!r->value("ok", false)) {
+    fail(ctx, kExitFailed, target + ": no such ecosystem file, and " + r->value("error", std::string("?")));
+    return;
+  }
+  std::set<std::string> apps;
+  bool reached = false;
+  auto rows = waitStatus(ctx, seconds(60), [&](const json& w) {
+    apps.clear();
+    for (const json& row : w)
+      if (matches(row, target)) apps.insert(row.value("app", ""));
+    return appsSettled(w, apps);
+  }, reached);
+  if (!rows) return;
+  printTable(*rows);
+  reportFailures(ctx, *rows, apps, reached);
+}
+
 void cmdStart(CliContext& ctx, const std::string& file, const std::string& env, const std::string& only) {
+  if (::access(file.c_str(), F_OK) != 0 && file.find('/') == std::string::npos &&
+      probeDaemon(ctx.home) == DaemonState::kRunning) {
+    cmdStartTarget(ctx, file);
+    return;
+  }
   config::LoadOptions lo;
   lo.env_name = env;
   auto loaded = config::loadEcosystem(file, lo);
@@ -235,12 +269,14 @@ void cmdTarget(CliContext& ctx, const std::string& cmd, const std::string& targe
 
 void addMasterCommands(CLI::App& app, CliContext& ctx) {
   {
-    auto* sub = app.add_subcommand("start", "Start the apps of an ecosystem file (and the daemon if needed)\n"
-                                            "  clusterd start ecosystem.yaml --env production --only web");
+    auto* sub = app.add_subcommand("start", "Start the apps of an ecosystem file (and the daemon if needed),\n"
+                                            "or start again the stopped workers of a known app, id or all\n"
+                                            "  clusterd start ecosystem.yaml --env production --only web\n"
+                                            "  clusterd start web");
     auto file = std::make_shared<std::string>();
     auto env = std::make_shared<std::string>();
     auto only = std::make_shared<std::string>();
-    sub->add_option("file", *file, "Ecosystem file (YAML or JSON)")->required();
+    sub->add_option("file", *file, "Ecosystem file (YAML or JSON), or an app name, worker id or all")->required();
     sub->add_option("--env", *env, "Merge env_<NAME> into each app's env");
     sub->add_option("--only", *only, "Start only these apps (comma-separated)");
     sub->callback([&ctx, file, env, only] { cmdStart(ctx, *file, *env, *only); });

@@ -4,10 +4,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -51,6 +55,22 @@ bool prepareHome(const std::string& home, std::string& err) {
 namespace {
 
 constexpr std::string_view kLog = "daemon";
+
+// Tells a service manager (systemd Type=notify) about the daemon itself, when
+// it started us with NOTIFY_SOCKET. Best effort: a failure is only logged.
+void notifyServiceManager(const std::string& socket_path, const std::string& message) {
+  if (socket_path.empty()) return;
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof a.sun_path) return;
+  std::memcpy(a.sun_path, socket_path.data(), socket_path.size());
+  if (a.sun_path[0] == '@') a.sun_path[0] = '\0';
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_path.size());
+  if (!fd || ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL,
+                      reinterpret_cast<sockaddr*>(&a), len) < 0)
+    log::warn(kLog, "NOTIFY_SOCKET {}: {}", socket_path, std::strerror(errno));
+}
 
 class Daemon {
  public:
@@ -105,6 +125,8 @@ class Daemon {
       }, sig);
       uv_unref(h->handle());
     }
+    if (const char* ns_env = std::getenv("NOTIFY_SOCKET")) service_notify_ = ns_env;
+    notifyServiceManager(service_notify_, "READY=1\nMAINPID=" + std::to_string(::getpid()) + "\n");
     log::info(kLog, "clusterd master pid {} for {}", ::getpid(), options_.home);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     control_.close();
@@ -140,6 +162,7 @@ class Daemon {
   void beginShutdown() {
     if (shutting_down_) return;
     shutting_down_ = true;
+    notifyServiceManager(service_notify_, "STOPPING=1\n");
     supervisor_->stopAll();
     uv_timer_init(uv_default_loop(), shutdown_timer_.get());
     shutdown_timer_->data = this;
@@ -156,6 +179,11 @@ class Daemon {
       if (cmd == "ping")
         return {{"ok", true}, {"pid", ::getpid()}, {"home", options_.home}, {"version", "0.1.0"}};
       if (cmd == "status") return {{"ok", true}, {"workers", supervisor_->statusJson()}};
+      if (cmd == "start" && req.contains("target")) {
+        auto r = supervisor_->startTarget(req.value("target", ""));
+        if (!r) return {{"ok", false}, {"error", r.error().message}};
+        return {{"ok", true}, {"count", *r}};
+      }
       if (cmd == "start") return startApps(req.value("apps", json::array()));
       if (cmd == "stop" || cmd == "restart" || cmd == "delete" || cmd == "reload") {
         std::string target = req.value("target", "");
@@ -267,6 +295,7 @@ class Daemon {
   UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;
   UvHandle<uv_timer_t> shutdown_timer_;
   bool shutting_down_ = false;
+  std::string service_notify_;  // NOTIFY_SOCKET of our own service manager, if any
 };
 
 }  // namespace

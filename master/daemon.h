@@ -7,6 +7,10 @@
 //
 // Signals: SIGTERM/SIGINT stop all workers (SIGTERM, kill_timeout, SIGKILL)
 // and exit 0; SIGHUP reloads every app.
+//
+// Under a service manager that passes NOTIFY_SOCKET (systemd Type=notify) the
+// daemon sends READY=1 once its control socket accepts requests, and
+// STOPPING=1 when it begins to shut down.
 #pragma once
 
 #include <string>

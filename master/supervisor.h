@@ -100,6 +100,9 @@ class Supervisor {
   Result<void> startApp(AppConfig cfg);
   // Targets: an app name, a worker id, or "all". Each returns how many
   // workers it acted on, or an error naming the unknown target.
+  // Starts the stopped, waiting or errored workers of a known target again
+  // (PM2's `start <name|id>`); online workers are left alone.
+  Result<int> startTarget(const std::string& target);
   Result<int> stop(const std::string& target);
   Result<int> restart(const std::string& target);
   Result<int> reload(const std::string& target, int parallel);

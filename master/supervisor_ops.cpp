@@ -79,11 +79,17 @@ Result<std::string> resolveProgram(const std::string& app, const std::string& sc
   return found;
 }
 
-Result<int> lookupUid(const std::string& app, const std::string& user) {
-  if (allDigits(user)) return std::stoi(user);
-  struct passwd* pw = ::getpwnam(user.c_str());
-  if (!pw) return Error{"app " + app + ": uid: no user named \"" + user + "\""};
-  return static_cast<int>(pw->pw_uid);
+struct UserIds {
+  int uid = -1;
+  int gid = -1;  // the user's primary group, -1 for a numeric uid without an account
+};
+
+Result<UserIds> lookupUid(const std::string& app, const std::string& user) {
+  struct passwd* pw = allDigits(user) ? ::getpwuid(static_cast<uid_t>(std::stoul(user)))
+                                      : ::getpwnam(user.c_str());
+  if (pw) return UserIds{static_cast<int>(pw->pw_uid), static_cast<int>(pw->pw_gid)};
+  if (allDigits(user)) return UserIds{std::stoi(user), -1};
+  return Error{"app " + app + ": uid: no user named \"" + user + "\""};
 }
 
 Result<int> lookupGid(const std::string& app, const std::string& group) {
@@ -267,7 +273,10 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
   if (!s.uid.empty()) {
     auto u = lookupUid(s.name, s.uid);
     if (!u) return u.error();
-    r.uid = *u;
+    r.uid = u->uid;
+    // Without an explicit gid the worker takes the user's primary group,
+    // never the daemon's (root's) group.
+    r.gid = u->gid >= 0 ? u->gid : u->uid;
   }
   if (!s.gid.empty()) {
     auto g = lookupGid(s.name, s.gid);
@@ -290,6 +299,28 @@ std::vector<std::pair<App*, Slot*>> Supervisor::resolve(const std::string& targe
   if (out.empty() && target != "all")
     err = "no app or worker id \"" + target + "\" (see `clusterd status`)";
   return out;
+}
+
+Result<int> Supervisor::startTarget(const std::string& target) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  int started = 0;
+  for (auto& [app, slot] : targets) {
+    Worker& m = *slot->main;
+    if (m.state == WorkerState::kStopping) {
+      m.after_stop = Worker::AfterStop::kStart;
+      ++started;
+      continue;
+    }
+    if (hasProcess(m.state)) continue;
+    platform_.cancelTimer(m.restart_timer);
+    m.restart_timer = 0;
+    slot->history = RestartHistory{};
+    startWorker(m);
+    ++started;
+  }
+  return started;
 }
 
 Result<int> Supervisor::stop(const std::string& target) {

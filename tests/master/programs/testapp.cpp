@@ -19,7 +19,8 @@
 //
 // GET /     -> "pid <pid> instance <CLUSTERD_INSTANCE>\n"
 // GET /env  -> LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, CLUSTERD_APP, NODE_APP_INSTANCE,
-//              WATCHDOG_USEC
+//              WATCHDOG_USEC, PID, UID, GID, GROUPS (count of supplementary groups),
+//              APP_MODE
 // GET /exit -> exits 4 after answering
 // SIGTERM: stop accepting, finish requests, answer each open keep-alive
 // connection's next request with "Connection: close" (idle ones are closed
@@ -238,6 +239,12 @@ int main(int argc, char** argv) {
             body += std::string(k) + "=" + (v ? v : "") + "\n";
           }
           body += "PID=" + std::to_string(getpid()) + "\n";
+          body += "UID=" + std::to_string(getuid()) + "\nGID=" + std::to_string(getgid()) + "\n";
+          gid_t groups[64];
+          int ng = getgroups(64, groups);
+          body += "GROUPS=" + std::to_string(ng) + "\n";
+          const char* mode = std::getenv("APP_MODE");
+          body += std::string("APP_MODE=") + (mode ? mode : "") + "\n";
         } else {
           body = "pid " + std::to_string(getpid()) + " instance " + instance + "\n";
         }
