@@ -244,21 +244,6 @@ void runEnqueue(CliContext& ctx, const QueueCli& o) {
   std::cout << total << "\n";
 }
 
-nlohmann::json countsJson(const queue::QueueCounts& c) {
-  return {{"queue", c.queue},
-          {"waiting", c.waiting},
-          {"active", c.active},
-          {"delayed", c.delayed},
-          {"dead", c.dead},
-          {"completed", c.completed_total},
-          {"failed", c.failed_total},
-          {"paused", c.paused},
-          {"per_min", c.per_min},
-          {"enqueued", c.enqueued_total},
-          {"stalled", c.stalled_total},
-          {"completed_kept", c.completed}};
-}
-
 void runQueues(CliContext& ctx, const QueueCli& o, bool json) {
   Session s;
   if (!s.open(ctx, o)) return;
@@ -272,7 +257,7 @@ void runQueues(CliContext& ctx, const QueueCli& o, bool json) {
   }
   if (json) {
     auto arr = nlohmann::json::array();
-    for (auto& c : all) arr.push_back(countsJson(c));
+    for (auto& c : all) arr.push_back(queue::toJson(c));
     std::cout << arr.dump() << "\n";
     return;
   }

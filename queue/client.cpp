@@ -302,4 +302,19 @@ void Client::checkDurability(Callback<bool> cb) {
   });
 }
 
+nlohmann::json toJson(const QueueCounts& c) {
+  return {{"queue", c.queue},
+          {"waiting", c.waiting},
+          {"active", c.active},
+          {"delayed", c.delayed},
+          {"dead", c.dead},
+          {"completed", c.completed_total},
+          {"failed", c.failed_total},
+          {"paused", c.paused},
+          {"per_min", c.per_min},
+          {"enqueued", c.enqueued_total},
+          {"stalled", c.stalled_total},
+          {"completed_kept", c.completed}};
+}
+
 }  // namespace clusterd::queue

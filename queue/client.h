@@ -54,6 +54,9 @@ struct QueueCounts {
   int64_t enqueued_total = 0, completed_total = 0, failed_total = 0, dead_total = 0, stalled_total = 0;
 };
 
+// One queue as `clusterd queues --json` and `GET /v1/queues` print it.
+nlohmann::json toJson(const QueueCounts& c);
+
 enum class AdminOp { kPause, kResume, kDrain, kClean, kRetry, kDelete };
 
 template <typename T>

@@ -108,22 +108,6 @@ std::optional<FieldError> parseJob(const json& j, const std::string& where, queu
   return std::nullopt;
 }
 
-// The same object per queue as `clusterd queues --json`.
-json countsJson(const queue::QueueCounts& c) {
-  return {{"queue", c.queue},
-          {"waiting", c.waiting},
-          {"active", c.active},
-          {"delayed", c.delayed},
-          {"dead", c.dead},
-          {"completed", c.completed_total},
-          {"failed", c.failed_total},
-          {"paused", c.paused},
-          {"per_min", c.per_min},
-          {"enqueued", c.enqueued_total},
-          {"stalled", c.stalled_total},
-          {"completed_kept", c.completed}};
-}
-
 class QueueRoutes {
  public:
   explicit QueueRoutes(Worker& w) : w_(w) {
@@ -266,7 +250,7 @@ class QueueRoutes {
       for (size_t i = 0; i < names->size(); ++i) {
         client->counts((*names)[i], [this, st, i, res](Result<queue::QueueCounts> c) mutable {
           if (c) {
-            st->rows[i] = countsJson(*c);
+            st->rows[i] = queue::toJson(*c);
           } else if (!st->error) {
             st->error = c.error();
           }
