@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <charconv>
+#include <memory>
 
 #include <uv.h>
 
@@ -77,8 +78,9 @@ void ShopApi::registerRoutes(worker::Router& router) {
       return res.error(400, fe->message, fe->field);
     }
     uint64_t started = uv_hrtime();
-    insertOrder(pool_, std::get<OrderRequest>(parsed),
-                [this, res, started](PlacedOrder o, std::optional<db::DbError> err) mutable {
+    auto order = std::make_shared<OrderRequest>(std::move(std::get<OrderRequest>(parsed)));
+    insertOrder(pool_, *order,
+                [this, res, started, order](PlacedOrder o, std::optional<db::DbError> err) mutable {
                   if (err) return dbFailure(res, *err);
                   uint64_t inserted = uv_hrtime();
                   if (o.created) ++stats_.orders_accepted; else ++stats_.orders_replayed;
@@ -90,9 +92,11 @@ void ShopApi::registerRoutes(worker::Router& router) {
                   }
                   // The unique key makes a replay (or a retry after a 503)
                   // return the job already waiting instead of a second one.
+                  // The job carries the order, so it can recreate a pending
+                  // row lost in a crash (the insert does not wait for a flush).
                   EnqueueOptions opts;
-                  opts.unique = fmt::format("order-{}", o.order_id);
-                  enqueue_(kOrdersQueue, kOrderProcess, {{"order_id", o.order_id}}, opts,
+                  opts.unique = orderJobUniqueKey(o);
+                  enqueue_(kOrdersQueue, kOrderProcess, orderJobPayload(*order, o), opts,
                            [this, res, out, started, inserted](Result<std::string> id) mutable {
                              if (id) {
                                ++stats_.checkouts_timed;

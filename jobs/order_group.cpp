@@ -5,8 +5,22 @@
 
 #include <algorithm>
 #include <cassert>
+#include <ctime>
 
 namespace clusterd::jobs {
+namespace {
+
+// Microseconds since the epoch as 2026-11-30T23:05:01.123456Z.
+std::string isoTime(int64_t us) {
+  std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:06}Z", buf, us % 1'000'000);
+}
+
+}  // namespace
 
 OrderGroup::OrderGroup(std::vector<OrderJob> jobs) {
   for (OrderJob& j : jobs) jobs_.push_back(Entry{std::move(j)});
@@ -36,6 +50,69 @@ std::vector<OrderJob> OrderGroup::takeJobs() {
   return out;
 }
 
+std::vector<db::Statement> OrderGroup::recoveryStatements() const {
+  std::vector<int64_t> ids, created, line_orders, line_nos, qtys;
+  std::vector<std::string> customers, keys, skus, owned_keys;
+  int64_t max_id = 0;
+  std::vector<const OrderJob*> carried;
+  for (const Entry& e : jobs_)
+    if (e.job.order && e.job.created_us > 0) carried.push_back(&e.job);
+  // In id order, like every other lock the group takes.
+  std::sort(carried.begin(), carried.end(),
+            [](const OrderJob* a, const OrderJob* b) { return a->order_id < b->order_id; });
+  for (const OrderJob* j : carried) {
+    ids.push_back(j->order_id);
+    created.push_back(j->created_us);
+    customers.push_back(j->order->customer);
+    keys.push_back(j->order->idempotency_key);  // '' = none
+    if (!j->order->idempotency_key.empty()) owned_keys.push_back(j->order->idempotency_key);
+    max_id = std::max(max_id, j->order_id);
+    for (size_t n = 0; n < j->order->lines.size(); ++n) {
+      line_orders.push_back(j->order_id);
+      line_nos.push_back(static_cast<int64_t>(n + 1));
+      skus.push_back(j->order->lines[n].sku);
+      qtys.push_back(j->order->lines[n].qty);
+    }
+  }
+  std::vector<db::Statement> out;
+  out.push_back(db::stmt(
+      "WITH o AS ("
+      "  INSERT INTO orders (id, customer, idempotency_key, created_at)"
+      "  SELECT s.id, s.customer, NULLIF(s.idem, ''),"
+      "         timestamptz 'epoch' + s.us * interval '1 microsecond'"
+      "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+      "       AS s(id, customer, idem, us)"
+      "  WHERE NOT EXISTS (SELECT 1 FROM orders x WHERE x.id = s.id)"
+      "  ORDER BY s.id"
+      "  ON CONFLICT DO NOTHING RETURNING id),"
+      " l AS ("
+      "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
+      "  SELECT l.order_id, l.line_no, l.sku, l.qty"
+      "  FROM unnest($5::bigint[], $6::int[], $7::text[], $8::int[])"
+      "       AS l(order_id, line_no, sku, qty)"
+      "  WHERE l.order_id IN (SELECT id FROM o))"
+      " SELECT id FROM o ORDER BY id",
+      db::int64Array(ids), db::textArray(customers), db::textArray(keys), db::int64Array(created),
+      db::int64Array(line_orders), db::int64Array(line_nos), db::textArray(skus),
+      db::int64Array(qtys)));
+  // Read-only unless the sequence is behind an id the jobs name, which only
+  // a crash that lost the sequence's advance can cause.
+  out.push_back(db::stmt("SELECT setval('orders_id_seq', $1) FROM orders_id_seq"
+                         " WHERE last_value < $1 OR (last_value = $1 AND NOT is_called)",
+                         max_id));
+  out.push_back(db::stmt(
+      "SELECT idempotency_key, id FROM orders WHERE idempotency_key = ANY($1::text[])",
+      db::textArray(owned_keys)));
+  return out;
+}
+
+void OrderGroup::readRecovery(const db::Rows& recreated, const db::Rows& key_owners,
+                              GroupSnapshot& snap) {
+  for (int i = 0; i < recreated.size(); ++i) snap.recreated.insert(recreated.int64(i, 0));
+  for (int i = 0; i < key_owners.size(); ++i)
+    snap.key_owners[key_owners.str(i, 0)] = key_owners.int64(i, 1);
+}
+
 void OrderGroup::decide(GroupSnapshot snapshot) {
   snap_ = std::move(snapshot);
   writers_.clear();
@@ -47,7 +124,25 @@ void OrderGroup::decide(GroupSnapshot snapshot) {
     }
     auto o = snap_.orders.find(e.job.order_id);
     if (o == snap_.orders.end()) {
+      // A job that carries its order had its row recreated unless its
+      // idempotency key now names another order: the client placed it again
+      // after the crash, and that order's own job processes it.
+      auto owner = e.job.order ? snap_.key_owners.find(e.job.order->idempotency_key)
+                               : snap_.key_owners.end();
+      if (owner != snap_.key_owners.end() && owner->second != e.job.order_id) {
+        e.verdict = Verdict::kSuperseded;
+        e.other_order = owner->second;
+        continue;
+      }
       e.verdict = Verdict::kMissing;
+      ledger_deletes_.push_back(e.job.job_id);
+      continue;
+    }
+    if (e.job.created_us > 0 && o->second.created_us != e.job.created_us) {
+      // Not this job's order: its row was lost and a later checkout got the
+      // same id. That order has a job of its own (its unique key differs).
+      e.verdict = Verdict::kIdReused;
+      e.row_created_us = o->second.created_us;
       ledger_deletes_.push_back(e.job.job_id);
       continue;
     }
@@ -214,6 +309,20 @@ std::vector<std::pair<OrderJob, JobResult>> OrderGroup::results(
       case Verdict::kMissing:
         r = {Outcome::kFail, fmt::format("data.order_id: order {} does not exist", e.job.order_id)};
         break;
+      case Verdict::kSuperseded:
+        r = {Outcome::kDone,
+             fmt::format("order {} was lost before it was processed; its idempotency key now "
+                         "names order {}, which its own job processes",
+                         e.job.order_id, e.other_order),
+             {{"status", "superseded"}, {"order_id", e.other_order}}};
+        break;
+      case Verdict::kIdReused:
+        r = {Outcome::kFail,
+             fmt::format("data.created_us: order {} of this job (created {}) was lost before it "
+                         "was processed and its id now names a later order (created {}); "
+                         "nothing was applied",
+                         e.job.order_id, isoTime(e.job.created_us), isoTime(e.row_created_us))};
+        break;
       case Verdict::kAlreadyDecided:
         r = {Outcome::kDone, "order already " + e.status};
         break;
@@ -230,6 +339,11 @@ std::vector<std::pair<OrderJob, JobResult>> OrderGroup::results(
       case Verdict::kFailed:
         r = {Outcome::kFail, e.reason};
         break;
+    }
+    if (snap_.recreated.count(e.job.order_id) &&
+        (e.verdict == Verdict::kConfirmed || e.verdict == Verdict::kRejected)) {
+      r.message += " (its pending row, lost in a crash, was recreated from the job)";
+      r.result["recreated"] = true;
     }
     if (hands_off && enqueue_error) {
       // The order is committed; the retry finds the ledger row and hands

@@ -2,7 +2,8 @@
 // (jobs/order_process.cpp runs the group): which jobs are redeliveries,
 // which orders are confirmed or rejected against the stock read under the
 // row locks, the set-based statements that write them, and each job's
-// answer once the transaction is over.
+// answer once the transaction is over; and the recovery of a pending order
+// row lost in a crash from the order its job carries.
 //
 // Design: pure data, no I/O, so the decisions are made once from the rows
 // read and made again, identically for the orders before it, when one
@@ -21,6 +22,7 @@
 
 #include "db/types.h"
 #include "jobs/job.h"
+#include "jobs/store.h"
 
 namespace clusterd::jobs {
 
@@ -34,6 +36,11 @@ struct OrderJob {
   std::string job_id;  // the ledger key (ledgerKey())
   int64_t order_id = 0;
   JobDone done;
+  // From the payload (jobs/store.h, orderJobPayload()): when the order was
+  // created (0: not given, the row is not checked), and the order itself,
+  // to recreate its pending row if a crash lost it (nullopt: not given).
+  int64_t created_us = 0;
+  std::optional<OrderRequest> order;
 };
 
 // What the first pipeline of a group read (under the row locks).
@@ -41,6 +48,7 @@ struct GroupSnapshot {
   struct Order {
     std::string status;
     std::string customer;
+    int64_t created_us = 0;
   };
   struct Variant {
     int64_t id = 0;
@@ -57,6 +65,8 @@ struct GroupSnapshot {
   std::map<std::string, Variant> variants;     // by SKU
   std::map<int64_t, std::vector<Line>> lines;  // by order id, in line order
   std::set<int64_t> pending_email;             // orders with an unsent email
+  std::set<int64_t> recreated;                 // orders whose lost row this transaction recreated
+  std::map<std::string, int64_t> key_owners;   // idempotency key -> order id, for jobs' keys
 };
 
 class OrderGroup {
@@ -69,6 +79,17 @@ class OrderGroup {
   std::vector<std::string> jobIds() const;  // sorted (the ledger insert order)
   // Hands the jobs back (to answer them all alike, or to run them apart).
   std::vector<OrderJob> takeJobs();
+
+  // Statements for the first pipeline, before the orders are locked:
+  // recreate the pending rows (and lines) of orders whose jobs carry them
+  // and whose rows are missing, in id order; move the order id sequence
+  // past those ids (a crash may have rolled it back); read which orders
+  // hold the jobs' idempotency keys. Their replies fill `recreated` and
+  // `key_owners` (readRecovery()).
+  std::vector<db::Statement> recoveryStatements() const;
+  static constexpr size_t kRecoveryStatements = 3;
+  static void readRecovery(const db::Rows& recreated, const db::Rows& key_owners,
+                           GroupSnapshot& snap);
 
   void decide(GroupSnapshot snapshot);
   // Orders with writes (confirmed or rejected), in the group's order.
@@ -92,12 +113,23 @@ class OrderGroup {
       const std::optional<std::string>& enqueue_error);
 
  private:
-  enum class Verdict { kRedelivered, kMissing, kAlreadyDecided, kConfirmed, kRejected, kFailed };
+  enum class Verdict {
+    kRedelivered,
+    kMissing,
+    kSuperseded,  // the order was lost and its idempotency key names a newer order
+    kIdReused,    // the order was lost and its id names a newer order
+    kAlreadyDecided,
+    kConfirmed,
+    kRejected,
+    kFailed
+  };
   struct Entry {
     OrderJob job;
     Verdict verdict = Verdict::kRedelivered;
-    std::string status;  // kAlreadyDecided: the order's status
-    std::string reason;  // kRejected: why; kFailed: the error
+    int64_t other_order = 0;     // kSuperseded: the order holding the key
+    int64_t row_created_us = 0;  // kIdReused: the creation time of the row found
+    std::string status;          // kAlreadyDecided: the order's status
+    std::string reason;          // kRejected: why; kFailed: the error
     int64_t total_cents = 0;
     std::map<int64_t, int64_t> take;  // kConfirmed: variant id -> qty
   };

@@ -6,8 +6,11 @@
 //
 // Design: a group costs two round trips and one WAL flush however many
 // orders it holds. The first pipeline (with BEGIN) inserts the jobs' ledger
-// rows (sorted), locks the orders by ascending id and then their variants by
-// ascending id, and reads the lines and the pending emails. Every group takes
+// rows (sorted), recreates any pending order row a crash lost from the order
+// its job carries (the checkout's insert does not wait for a WAL flush;
+// docs/JOBS.md, "Durability of a checkout"), locks the orders by ascending
+// id and then their variants by ascending id, and reads the lines and the
+// pending emails. Every group takes
 // its row locks in that one order, so concurrent groups (and inventory.adjust,
 // which locks variants by id too) queue behind each other instead of
 // deadlocking, and the stock read under the locks is the stock the decisions
@@ -29,6 +32,7 @@
 #include "common/log.h"
 #include "jobs/job.h"
 #include "jobs/order_group.h"
+#include "jobs/store.h"
 
 namespace clusterd::jobs {
 namespace {
@@ -64,26 +68,29 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
   void start() {
     std::vector<int64_t> order_ids = group_.orderIds();
     std::vector<std::string> job_ids = group_.jobIds();
+    std::vector<db::Statement> batch{
+        db::stmt("INSERT INTO job_ledger (job_id, job_name)"
+                 " SELECT id, 'order.process' FROM unnest($1::text[]) AS id ORDER BY id"
+                 " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
+                 db::textArray(job_ids))};
+    for (db::Statement& st : group_.recoveryStatements()) batch.push_back(std::move(st));
+    for (db::Statement st :
+         {db::stmt("SELECT id, status, customer, (extract(epoch FROM created_at) * 1000000)::bigint"
+                   " FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
+                   db::int64Array(order_ids)),
+          db::stmt("SELECT id, sku, stock, price_cents FROM variants"
+                   " WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = ANY($1::bigint[]))"
+                   " ORDER BY id FOR UPDATE",
+                   db::int64Array(order_ids)),
+          db::stmt("SELECT order_id, line_no, sku, qty FROM order_lines"
+                   " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line_no",
+                   db::int64Array(order_ids)),
+          db::stmt("SELECT DISTINCT order_id FROM email_outbox"
+                   " WHERE order_id = ANY($1::bigint[]) AND status = 'pending'",
+                   db::int64Array(order_ids))})
+      batch.push_back(std::move(st));
     auto self = shared_from_this();
-    tx_->run(
-        {db::stmt("INSERT INTO job_ledger (job_id, job_name)"
-                  " SELECT id, 'order.process' FROM unnest($1::text[]) AS id ORDER BY id"
-                  " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
-                  db::textArray(job_ids)),
-         db::stmt("SELECT id, status, customer FROM orders WHERE id = ANY($1::bigint[])"
-                  " ORDER BY id FOR UPDATE",
-                  db::int64Array(order_ids)),
-         db::stmt("SELECT id, sku, stock, price_cents FROM variants"
-                  " WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = ANY($1::bigint[]))"
-                  " ORDER BY id FOR UPDATE",
-                  db::int64Array(order_ids)),
-         db::stmt("SELECT order_id, line_no, sku, qty FROM order_lines"
-                  " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line_no",
-                  db::int64Array(order_ids)),
-         db::stmt("SELECT DISTINCT order_id FROM email_outbox"
-                  " WHERE order_id = ANY($1::bigint[]) AND status = 'pending'",
-                  db::int64Array(order_ids))},
-        [self](db::Reply r) { self->onRead(std::move(r)); });
+    tx_->run(std::move(batch), [self](db::Reply r) { self->onRead(std::move(r)); });
   }
 
  private:
@@ -98,16 +105,28 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
       }
       return answerAll(fromDbError("order.process", *r.error));
     }
+    // Replies: the ledger rows, the recovery statements, then the reads.
+    constexpr size_t kRec = 1, kOrders = kRec + OrderGroup::kRecoveryStatements;
+    constexpr size_t kVariants = kOrders + 1, kLines = kOrders + 2, kEmails = kOrders + 3;
     GroupSnapshot snap;
     for (int i = 0; i < r[0].size(); ++i) snap.inserted.insert(r[0].str(i, 0));
-    for (int i = 0; i < r[1].size(); ++i)
-      snap.orders[r[1].int64(i, 0)] = {r[1].str(i, 1), r[1].str(i, 2)};
-    for (int i = 0; i < r[2].size(); ++i)
-      snap.variants[r[2].str(i, 1)] = {r[2].int64(i, 0), r[2].int64(i, 2), r[2].int64(i, 3)};
-    for (int i = 0; i < r[3].size(); ++i)
-      snap.lines[r[3].int64(i, 0)].push_back(
-          {static_cast<int>(r[3].int64(i, 1)), r[3].str(i, 2), r[3].int64(i, 3)});
-    for (int i = 0; i < r[4].size(); ++i) snap.pending_email.insert(r[4].int64(i, 0));
+    OrderGroup::readRecovery(r[kRec], r[kRec + 2], snap);
+    if (!snap.recreated.empty())
+      log::warn("jobs",
+                "order.process: recreated {} pending order(s) lost before processing (first id {})",
+                snap.recreated.size(), *snap.recreated.begin());
+    const db::Rows& orders = r[kOrders];
+    for (int i = 0; i < orders.size(); ++i)
+      snap.orders[orders.int64(i, 0)] = {orders.str(i, 1), orders.str(i, 2), orders.int64(i, 3)};
+    const db::Rows& variants = r[kVariants];
+    for (int i = 0; i < variants.size(); ++i)
+      snap.variants[variants.str(i, 1)] = {variants.int64(i, 0), variants.int64(i, 2),
+                                           variants.int64(i, 3)};
+    const db::Rows& lines = r[kLines];
+    for (int i = 0; i < lines.size(); ++i)
+      snap.lines[lines.int64(i, 0)].push_back(
+          {static_cast<int>(lines.int64(i, 1)), lines.str(i, 2), lines.int64(i, 3)});
+    for (int i = 0; i < r[kEmails].size(); ++i) snap.pending_email.insert(r[kEmails].int64(i, 0));
     group_.decide(std::move(snap));
     if (!group_.writes() && group_.ledgerDeletes().empty()) {
       // Nothing to write: redeliveries, or orders decided by other jobs.
@@ -306,8 +325,27 @@ void processOrder(Services& s, const Job& job, JobDone done) {
        d["order_id"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) ||
       d["order_id"].get<int64_t>() < 1)
     return done(JobResult{Outcome::kFail, "data.order_id: expected a positive integer order id"});
+  OrderJob oj{ledgerKey(job), d["order_id"].get<int64_t>(), {}};
+  // Optional (jobs from before the order rode along have only order_id):
+  // the order itself, to recreate its row if a crash lost it.
+  if (d.contains("created_us")) {
+    if (!d["created_us"].is_number_integer() || d["created_us"].get<int64_t>() < 1)
+      return done(JobResult{Outcome::kFail, "data.created_us: expected the order's creation time "
+                                            "in microseconds since the epoch"});
+    oj.created_us = d["created_us"].get<int64_t>();
+  }
+  if (d.contains("customer") || d.contains("lines")) {
+    if (oj.created_us == 0)
+      return done(JobResult{Outcome::kFail,
+                            "data.created_us: required with the order's customer and lines"});
+    auto order = parseOrderRequest(d);
+    if (auto* fe = std::get_if<FieldError>(&order))
+      return done(JobResult{Outcome::kFail, "data." + fe->field + ": " + fe->message});
+    oj.order = std::move(std::get<OrderRequest>(order));
+  }
+  oj.done = std::move(done);
   if (!s.order_grouper) s.order_grouper = std::make_shared<OrderGrouper>(s);
-  s.order_grouper->add(OrderJob{ledgerKey(job), d["order_id"].get<int64_t>(), std::move(done)});
+  s.order_grouper->add(std::move(oj));
 }
 
 }  // namespace clusterd::jobs

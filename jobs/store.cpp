@@ -63,6 +63,9 @@ std::variant<OrderRequest, FieldError> parseOrderRequest(const nlohmann::json& b
   return req;
 }
 
+// created_at as an exact integer (extract() is numeric, not a float).
+constexpr const char* kCreatedUs = "(extract(epoch FROM created_at) * 1000000)::bigint";
+
 void insertOrder(db::Pool& pool, const OrderRequest& req,
                  std::function<void(PlacedOrder, std::optional<db::DbError>)> done) {
   std::vector<std::string> skus;
@@ -70,42 +73,68 @@ void insertOrder(db::Pool& pool, const OrderRequest& req,
   for (auto& l : req.lines) skus.push_back(l.sku), qtys.push_back(l.qty);
   std::optional<std::string> key;
   if (!req.idempotency_key.empty()) key = req.idempotency_key;
+  // The commit need not wait for a WAL flush: the order.process job that
+  // follows is durable only to Redis' AOF (fsync once a second), and the job
+  // carries what it takes to recreate this row. set_config(..., true) is SET
+  // LOCAL: it ends with the transaction, also inside a shared one, and
+  // unlike SET LOCAL it does not warn in a pipeline's implicit transaction.
+  db::Statement async_commit{"SELECT set_config('synchronous_commit', 'off', true)", {}};
   // One statement: the order and its lines, or the order the key already names.
   db::Statement s = db::stmt(
-      "WITH ins AS ("
-      "  INSERT INTO orders (customer, idempotency_key) VALUES ($1, $2)"
-      "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),"
-      " lines AS ("
-      "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
-      "  SELECT ins.id, l.n, l.sku, l.qty"
-      "  FROM ins, unnest($3::text[], $4::int[]) WITH ORDINALITY AS l(sku, qty, n))"
-      " SELECT id, true, 'pending' FROM ins"
-      " UNION ALL"
-      " SELECT id, false, status FROM orders"
-      "  WHERE $2::text IS NOT NULL AND idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)",
+      fmt::format(
+          "WITH ins AS ("
+          "  INSERT INTO orders (customer, idempotency_key) VALUES ($1, $2)"
+          "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, {0}),"
+          " lines AS ("
+          "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
+          "  SELECT ins.id, l.n, l.sku, l.qty"
+          "  FROM ins, unnest($3::text[], $4::int[]) WITH ORDINALITY AS l(sku, qty, n))"
+          " SELECT id, true, 'pending', created_us FROM ins"
+          " UNION ALL"
+          " SELECT id, false, status, {0} FROM orders"
+          "  WHERE $2::text IS NOT NULL AND idempotency_key = $2"
+          "  AND NOT EXISTS (SELECT 1 FROM ins)",
+          fmt::format("{} AS created_us", kCreatedUs)),
       req.customer, key, db::textArray(skus), db::int64Array(qtys));
   auto attempt = std::make_shared<std::function<void(int)>>();
-  *attempt = [&pool, s, done = std::move(done), attempt](int tries) {
-    // Concurrent checkouts share a transaction, and so a WAL flush.
-    pool.pipelineGrouped({s}, [done, attempt, tries](db::Reply r) {
+  *attempt = [&pool, async_commit, s, done = std::move(done), attempt](int tries) {
+    // Concurrent checkouts share a transaction.
+    pool.pipelineGrouped({async_commit, s}, [done, attempt, tries](db::Reply r) {
       if (!r.ok()) {
         done({}, std::move(r.error));
         *attempt = nullptr;
         return;
       }
-      if (r[0].size() == 0 && tries < 2) {
+      const db::Rows& rows = r[1];
+      if (rows.size() == 0 && tries < 2) {
         // The key's order was committed by a concurrent request after this
         // statement's snapshot; a second statement sees it.
         return (*attempt)(tries + 1);
       }
       auto cb = std::move(done);
       *attempt = nullptr;  // breaks the self-reference
-      if (r[0].size() == 0)
+      if (rows.size() == 0)
         return cb({}, db::DbError{db::ErrorKind::kTransient, "", "idempotency key race, retry"});
-      cb(PlacedOrder{r[0].int64(0, 0), r[0].boolean(0, 1), r[0].str(0, 2)}, std::nullopt);
+      cb(PlacedOrder{rows.int64(0, 0), rows.boolean(0, 1), rows.str(0, 2), rows.int64(0, 3)},
+         std::nullopt);
     });
   };
   (*attempt)(0);
+}
+
+nlohmann::json orderJobPayload(const OrderRequest& req, const PlacedOrder& placed) {
+  nlohmann::json lines = nlohmann::json::array();
+  for (const auto& l : req.lines) lines.push_back({{"sku", l.sku}, {"qty", l.qty}});
+  nlohmann::json data{{"order_id", placed.order_id},
+                      {"created_us", placed.created_us},
+                      {"customer", req.customer},
+                      {"lines", std::move(lines)}};
+  if (!req.idempotency_key.empty()) data["idempotency_key"] = req.idempotency_key;
+  return data;
+}
+
+std::string orderJobUniqueKey(const PlacedOrder& placed) {
+  return fmt::format("order-{}-{}", placed.order_id, placed.created_us);
 }
 
 void getOrder(db::Pool& pool, int64_t order_id,

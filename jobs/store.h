@@ -1,6 +1,12 @@
 // The shop's reads and writes behind the HTTP API: validating and recording
 // an order, reading an order back, and the product catalogue. Each call is
 // one round trip (one statement or one pipeline) on the pool.
+//
+// Design: the pending-order insert commits with synchronous_commit off (it
+// does not wait for a WAL flush), because the order.process job that
+// follows it is only as durable as Redis' AOF anyway. The job carries the
+// order itself (orderJobPayload()), so an order lost in an OS crash is
+// recreated by its job (docs/JOBS.md, "Durability of a checkout").
 #pragma once
 
 #include <functional>
@@ -41,12 +47,25 @@ struct PlacedOrder {
   int64_t order_id = 0;
   bool created = false;     // false: the idempotency key named an existing order
   std::string status;       // "pending" for a new order
+  int64_t created_us = 0;   // created_at in microseconds since the epoch
 };
 
 // Records a pending order with its lines; with an idempotency key already
-// used, answers the existing order instead.
+// used, answers the existing order instead. The commit does not wait for a
+// WAL flush (see the Design note above).
 void insertOrder(db::Pool& pool, const OrderRequest& req,
                  std::function<void(PlacedOrder, std::optional<db::DbError>)> done);
+
+// The order.process payload for a placed order: {"order_id", "created_us",
+// "customer", "lines": [{"sku", "qty"}], "idempotency_key"?}. The order's
+// id and creation time name the order; the rest lets the handler recreate a
+// pending row that a crash lost (the row, when present, is authoritative).
+nlohmann::json orderJobPayload(const OrderRequest& req, const PlacedOrder& placed);
+
+// The enqueue's unique key for a placed order: a replay (or a retry after a
+// 503) gets the job already waiting. It names the creation time as well as
+// the id, so an order that reuses the id of a lost one gets its own job.
+std::string orderJobUniqueKey(const PlacedOrder& placed);
 
 // GET /v1/orders/{id}: the JSON document, or nullopt when there is no such order.
 void getOrder(db::Pool& pool, int64_t order_id,

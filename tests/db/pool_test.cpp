@@ -329,3 +329,35 @@ TEST_CASE("a transaction kept open after an error goes on from its savepoint",
   CHECK_FALSE(tx2->open());
   CHECK(pg.scalar("SELECT count(*) FROM t") == "2");
 }
+
+TEST_CASE("a setting made local in a batch holds until that batch commits, alone or grouped",
+          "[db][postgres]") {
+  // The order insert relies on this for synchronous_commit (jobs/store.cpp);
+  // the test server runs with synchronous_commit off already, so another
+  // setting shows it.
+  PostgresServer pg;
+  TestLoop loop;
+  Pool pool(loop.get(), optionsFor(pg, 1));
+  Statement local{"SELECT set_config('statement_timeout', '1234', true)", {}};
+  Statement show{"SHOW statement_timeout", {}};
+  std::optional<Reply> alone;
+  pool.pipeline({local, show}, [&](Reply r) { alone = std::move(r); });
+  REQUIRE(loop.runUntil([&] { return alone.has_value(); }));
+  REQUIRE(alone->ok());
+  CHECK(alone->results[1].str(0, 0) == "1234ms");
+  CHECK(runQuery(loop, pool, show)[0].str(0, 0) == "0");
+
+  // Batches grouped into one transaction: the setting lasts to its COMMIT.
+  bool slept = false;
+  pool.query(stmt("SELECT pg_sleep($1::float)", "0.05"), [&](Reply) { slept = true; });
+  std::vector<std::string> seen;
+  for (int i = 0; i < 3; ++i)
+    pool.pipelineGrouped({local, show}, [&](Reply r) {
+      REQUIRE(r.ok());
+      seen.push_back(r.results[1].str(0, 0));
+    });
+  REQUIRE(loop.runUntil([&] { return slept && seen.size() == 3; }));
+  CHECK(pool.stats().grouped == 3);
+  CHECK(seen == std::vector<std::string>{"1234ms", "1234ms", "1234ms"});
+  CHECK(runQuery(loop, pool, show)[0].str(0, 0) == "0");
+}

@@ -67,14 +67,18 @@ class ShopFixture {
 
   int64_t placeOrder(const std::string& customer, std::vector<jobs::OrderLineRequest> lines,
                      const std::string& key = "") {
-    std::optional<int64_t> id;
-    jobs::insertOrder(*pool, jobs::OrderRequest{customer, std::move(lines), key},
-                      [&](jobs::PlacedOrder o, std::optional<db::DbError> e) {
-                        REQUIRE_FALSE(e);
-                        id = o.order_id;
-                      });
-    REQUIRE(loop.runUntil([&] { return id.has_value(); }));
-    return *id;
+    return place(jobs::OrderRequest{customer, std::move(lines), key}).order_id;
+  }
+
+  // What the API's insert answers for `req`.
+  jobs::PlacedOrder place(const jobs::OrderRequest& req) {
+    std::optional<jobs::PlacedOrder> placed;
+    jobs::insertOrder(*pool, req, [&](jobs::PlacedOrder o, std::optional<db::DbError> e) {
+      REQUIRE_FALSE(e);
+      placed = std::move(o);
+    });
+    REQUIRE(loop.runUntil([&] { return placed.has_value(); }));
+    return *placed;
   }
 
   using Handler = void (*)(jobs::Services&, const jobs::Job&, jobs::JobDone);
