@@ -1,10 +1,12 @@
 // The shop handlers on the real queue: queue::Client enqueues, a
 // queue::Consumer runs jobs through jobs::Shop, against real Redis and
-// Postgres, including a Postgres restart in the middle of the run.
+// Postgres, including a Postgres restart in the middle of the run and a real
+// deadlock provoked by the test's own connections.
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
 
+#include "db/pool.h"
 #include "jobs/shop.h"
 #include "queue/client.h"
 #include "queue/consumer.h"
@@ -231,5 +233,88 @@ TEST_CASE("job ids repeat across queues and the ledger tells them apart",
       20s));
   CHECK(f.pg.scalar("SELECT string_agg(job_id, ',' ORDER BY job_id) FROM job_ledger") ==
         "inventory:" + *inv_job + ",orders:" + order_job);
+  q.stop(f);
+}
+
+TEST_CASE("a real deadlock in order.process is transient: the job is retried and applied once",
+          "[jobs][queue][postgres][redis][fault]") {
+  ShopFixture f(2, 100);
+  QueueShop q(f);
+  int64_t order = f.placeOrder("deadlock@example.com", {{"SKU-000002", 3}});
+  // Two connections of the test's own. `holder` keeps the order's row locked
+  // to hold the handler between its first lock (its ledger row) and the
+  // next (the order); `rival` takes the variant, then waits for the
+  // handler's ledger row. Released, the handler waits for the variant: a
+  // cycle that PostgreSQL breaks by aborting the handler's transaction
+  // (40P01), since the rival waited first and checks only after 60 s.
+  db::PoolOptions o;
+  o.conninfo = f.pg.url();
+  o.size = 2;
+  db::Pool mine(f.loop.get(), o);
+  mine.start();
+  auto open = [&](std::vector<db::Statement> first) {
+    db::TransactionPtr tx;
+    std::optional<std::string> pid;
+    mine.transaction([&](db::TransactionPtr t, std::optional<db::DbError> e) {
+      REQUIRE_FALSE(e);
+      tx = std::move(t);
+      first.push_back(db::Statement{"SELECT pg_backend_pid()", {}});
+      size_t last = first.size() - 1;
+      tx->run(std::move(first), [&, last](db::Reply r) {
+        REQUIRE(r.ok());
+        pid = r[last].str(0, 0);
+      });
+    });
+    REQUIRE(f.loop.runUntil([&] { return pid.has_value(); }));
+    return std::make_pair(tx, *pid);
+  };
+  // The session that waits for a lock `pid` holds (empty: none yet).
+  auto waiterOf = [&](const std::string& pid) {
+    std::string waiter;
+    f.loop.runUntil(
+        [&] {
+          waiter = f.pg.scalar(fmt::format(
+              "SELECT coalesce(min(pid)::text, '') FROM pg_stat_activity"
+              " WHERE {} = ANY(pg_blocking_pids(pid))",
+              pid));
+          return !waiter.empty();
+        },
+        20s);
+    return waiter;
+  };
+  auto [holder, holder_pid] =
+      open({db::stmt("SELECT id FROM orders WHERE id = $1 FOR UPDATE", order)});
+  auto [rival, rival_pid] =
+      open({db::Statement{"SET LOCAL deadlock_timeout = '60s'", {}},
+            db::Statement{"UPDATE variants SET updated_at = now() WHERE sku = 'SKU-000002'", {}}});
+
+  std::string job = q.enqueueOrder(f, order);
+  // The handler holds its ledger row and waits for the order.
+  std::string handler_pid = waiterOf(holder_pid);
+  REQUIRE_FALSE(handler_pid.empty());
+  bool rival_done = false;
+  rival->run({db::stmt("INSERT INTO job_ledger (job_id, job_name) VALUES ($1, 'rival')",
+                       std::string(kOrdersQueue) + ":" + job)},
+             [&](db::Reply r) {
+               CHECK(r.ok());
+               rival_done = true;
+             });
+  REQUIRE(waiterOf(handler_pid) == rival_pid);
+  holder->rollback();
+  // The handler's transaction is the victim; the rival's insert goes through.
+  REQUIRE(f.loop.runUntil([&] { return rival_done; }, 20s));
+  rival->rollback();
+
+  // One failed attempt (the deadlock), then the retry through the queue.
+  queue::Job done = q.waitForJob(f, job, queue::JobState::kCompleted);
+  CHECK(done.attempt == 1);
+  REQUIRE(done.errors.size() == 1);
+  CHECK(done.errors[0].error.find("deadlock detected") != std::string::npos);
+  CHECK(done.errors[0].error.find("SQLSTATE 40P01") != std::string::npos);
+  CHECK(done.errors[0].error.find("permanent") == std::string::npos);
+  CHECK(f.pg.scalar(fmt::format("SELECT status FROM orders WHERE id = {}", order)) == "confirmed");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000002'") == "97");
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger") == "1");
+  CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "1");
   q.stop(f);
 }
