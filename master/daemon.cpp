@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include "common/uv_handle.h"
 #include "master/control.h"
 #include "master/notify.h"
+#include "master/orphans.h"
 #include "master/supervisor.h"
 #include "master/uv_platform.h"
 
@@ -55,6 +57,8 @@ bool prepareHome(const std::string& home, std::string& err) {
 namespace {
 
 constexpr std::string_view kLog = "daemon";
+// How long the orphans of a previous daemon get between SIGTERM and SIGKILL.
+constexpr std::chrono::milliseconds kOrphanGrace{1000};
 
 // Tells a service manager (systemd Type=notify) about the daemon itself, when
 // it started us with NOTIFY_SOCKET. Best effort: a failure is only logged.
@@ -80,7 +84,9 @@ class Daemon {
         control_(uv_default_loop(), [this](const json& r) { return handle(r); }),
         notify_(uv_default_loop(), [this](pid_t pid, std::string_view m) {
           if (supervisor_) supervisor_->onNotify(pid, m);
-        }) {}
+        }),
+        ledger_(uv_default_loop(), groupsPath(o.home)),
+        sweep_(uv_default_loop(), kOrphanGrace) {}
 
   int run() {
     std::string err;
@@ -98,6 +104,11 @@ class Daemon {
       std::ofstream pid(pidPath(options_.home), std::ios::trunc);
       pid << ::getpid() << "\n";
     }
+    // What the workers of a daemon killed with SIGKILL forked may still run;
+    // the groups file names their process groups. Read it before this
+    // daemon's ledger rewrites it.
+    sweep_.start(groupsPath(options_.home));
+    platform_.setLedger(&ledger_);
     auto ns = notify_.start("clusterd-notify-" + std::to_string(::getpid()));
     if (!ns) {
       log::error(kLog, "{}", ns.error().message);
@@ -137,6 +148,7 @@ class Daemon {
     sighup_.reset();
     shutdown_timer_.reset();
     uv_run(uv_default_loop(), UV_RUN_NOWAIT);  // let close callbacks free their handles
+    ::unlink(groupsPath(options_.home).c_str());  // every worker has exited
     log::info(kLog, "stopped");
     return 0;
   }
@@ -290,6 +302,8 @@ class Daemon {
   UvPlatform platform_;
   ControlServer control_;
   NotifyServer notify_;
+  GroupLedger ledger_;
+  OrphanSweep sweep_;
   std::unique_ptr<Supervisor> supervisor_;
   UniqueFd lock_;
   UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;

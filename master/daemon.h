@@ -3,7 +3,9 @@
 //
 // Home layout: clusterd.sock (control), daemon.lock (flock held while the
 // daemon runs), daemon.pid, daemon.log (when started in the background),
-// dump.json (`save`), logs/ (worker logs).
+// dump.json (`save`), workers.groups (the live workers' process groups, for
+// the orphan sweep of the next daemon; master/orphans.h), logs/ (worker
+// logs).
 //
 // Signals: SIGTERM/SIGINT stop all workers (SIGTERM, kill_timeout, SIGKILL)
 // and exit 0; SIGHUP reloads every app.

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "master/orphans.h"
+
 namespace clusterd::master {
 
 struct UvPlatform::Timer {
@@ -34,6 +36,8 @@ struct UvPlatform::Proc {
   };
   Pipe out, err;
   std::function<void(int64_t, int)> on_exit;
+  GroupLedger* ledger = nullptr;  // told about the exit
+  pid_t pid = 0;
   int open_handles = 0;
 
   void release() {
@@ -179,6 +183,7 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
   opt.flags = flags;
   opt.exit_cb = [](uv_process_t* h, int64_t status, int sig) {
     auto* self = static_cast<Proc*>(h->data);
+    if (self->ledger) self->ledger->remove(self->pid);
     auto cb = std::move(self->on_exit);
     uv_close(reinterpret_cast<uv_handle_t*>(h),
              [](uv_handle_t* x) { static_cast<Proc*>(x->data)->release(); });
@@ -198,6 +203,11 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
   }
   for (auto* p : {&proc->out, &proc->err})
     uv_read_start(reinterpret_cast<uv_stream_t*>(&p->handle), allocBuffer, onPipeRead);
+  proc->pid = static_cast<pid_t>(proc->process.pid);
+  if (ledger_) {
+    proc->ledger = ledger_;
+    ledger_->add(proc->pid);
+  }
   return static_cast<pid_t>(proc->process.pid);
 }
 

@@ -11,6 +11,10 @@
 #include "master/platform.h"
 
 namespace clusterd::master {
+class GroupLedger;
+}
+
+namespace clusterd::master {
 
 class UvPlatform : public Platform {
  public:
@@ -27,6 +31,10 @@ class UvPlatform : public Platform {
   long ticksPerSecond() override;
   pid_t processGroupOf(pid_t pid) override;
 
+  // Every spawned process is added to `ledger` and removed at its exit
+  // (master/orphans.h); null (the default) records nothing.
+  void setLedger(GroupLedger* ledger) { ledger_ = ledger; }
+
   // Heap records behind timers and processes (public for the C callbacks).
   struct Timer;
   struct Proc;
@@ -35,6 +43,7 @@ class UvPlatform : public Platform {
   uv_loop_t* loop_;
   TimerId next_timer_ = 1;
   std::map<TimerId, Timer*> timers_;
+  GroupLedger* ledger_ = nullptr;
 };
 
 // Parses the contents of /proc/<pid>/stat (exposed for tests).

@@ -19,7 +19,14 @@ namespace clusterd::master::test {
 using namespace std::chrono;
 using clusterd::test::waitFor;
 
-DaemonUnderTest::DaemonUnderTest() {
+DaemonUnderTest::DaemonUnderTest() { launch(); }
+
+void DaemonUnderTest::startAgain() {
+  if (child_) throw std::logic_error("startAgain() while a daemon runs");
+  launch();
+}
+
+void DaemonUnderTest::launch() {
   child_ = std::make_unique<clusterd::test::Child>(
       std::vector<std::string>{CLUSTERD_BIN, "--home", home_.path(), "daemon", "--foreground"},
       std::map<std::string, std::string>{}, home_.file("daemon.out"));

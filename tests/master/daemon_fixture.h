@@ -39,10 +39,14 @@ class DaemonUnderTest {
   std::vector<pid_t> pids(const std::string& app);
   // SIGKILLs the daemon (a crash) and reaps it.
   void crash();
+  // Starts a new daemon on the same home (after crash()).
+  void startAgain();
   // Runs the CLI against this home.
   clusterd::test::RunResult cli(const std::vector<std::string>& args);
 
  private:
+  void launch();
+
   clusterd::test::TempDir home_{"cd-master"};
   std::unique_ptr<clusterd::test::Child> child_;
 };

@@ -1,0 +1,110 @@
+// The orphan sweep: a daemon killed with SIGKILL takes its workers with it,
+// and the next daemon for the home ends what those workers had forked; a
+// recorded group whose leader pid now belongs to another process is left
+// alone. Also the groups file codec and the /proc/<pid>/stat fields it uses.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+
+#include "master/orphans.h"
+#include "tests/master/daemon_fixture.h"
+
+using namespace clusterd::master;
+using namespace clusterd::master::test;
+using namespace std::chrono;
+using clusterd::test::readFile;
+using clusterd::test::waitFor;
+using clusterd::test::writeFile;
+
+namespace {
+
+uint64_t startTimeOf(pid_t pid) {
+  auto ids = parseStatIds(readFile("/proc/" + std::to_string(pid) + "/stat"));
+  REQUIRE(ids);
+  return ids->start_time;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("the next daemon ends what the workers of a SIGKILLed daemon forked") {
+  DaemonUnderTest d;
+  std::string child_file = d.home() + "/child.pid";
+  // The child ignores SIGTERM, so the sweep has to go on to SIGKILL.
+  REQUIRE(d.start(testApp("parent", 1, 0, {"--fork-child", child_file}))["ok"] == true);
+  REQUIRE(d.waitOnline("parent", 1));
+  REQUIRE(waitFor([&] { return !readFile(child_file).empty(); }));
+  pid_t worker = d.pids("parent").at(0);
+  pid_t child = std::stoi(readFile(child_file));
+  REQUIRE(waitFor([&] {
+    return contains(readFile(groupsPath(d.home())), "\n" + std::to_string(worker) + " ");
+  }));
+  d.crash();
+  REQUIRE(waitFor([&] { return !processAlive(worker); }, seconds(5)));
+  // Nothing but the sweep ends the child: the parent-death signal is not inherited.
+  REQUIRE(processAlive(child));
+  d.startAgain();
+  CHECK(waitFor([&] { return !processAlive(child); }, seconds(10)));
+  std::string log = readFile(d.home() + "/daemon.out");
+  INFO(log);
+  CHECK(contains(log, "process group " + std::to_string(worker) + " of worker pid " +
+                          std::to_string(worker) + " of a previous daemon still runs " +
+                          std::to_string(child)));
+  CHECK(contains(log, "SIGKILL"));
+}
+
+TEST_CASE("the sweep leaves alone a recorded group whose leader pid is another process now") {
+  DaemonUnderTest d;
+  d.crash();
+  // Two process-group leaders (Child puts each in its own group): one
+  // recorded as it is, one recorded with another start time, as if its pid
+  // had been reused.
+  clusterd::test::Child ours({"sleep", "60"});
+  clusterd::test::Child reused({"sleep", "60"});
+  REQUIRE(waitFor([&] {
+    return ::getpgid(ours.pid()) == ours.pid() && ::getpgid(reused.pid()) == reused.pid();
+  }));
+  std::vector<GroupRecord> records = {{ours.pid(), ours.pid(), startTimeOf(ours.pid())},
+                                      {reused.pid(), reused.pid(), startTimeOf(reused.pid()) + 1}};
+  writeFile(groupsPath(d.home()), formatGroups(currentBootId(), records));
+  d.startAgain();
+  CHECK(ours.wait(seconds(10)) != -1);
+  // The log line comes when the grace period ends, after the only signals sent.
+  REQUIRE(waitFor([&] {
+    return contains(readFile(d.home() + "/daemon.out"),
+                    "process group " + std::to_string(ours.pid()) + " ended after SIGTERM");
+  }, seconds(10)));
+  CHECK(reused.running());
+  CHECK(!contains(readFile(d.home() + "/daemon.out"), "process group " + std::to_string(reused.pid())));
+}
+
+TEST_CASE("the groups file keeps its records for the same boot only") {
+  std::vector<GroupRecord> records = {{100, 100, 5}, {2345, 2345, 987654321}};
+  std::string text = formatGroups("boot-a", records);
+  CHECK(parseGroups(text, "boot-a") == records);
+  CHECK(parseGroups(text, "boot-b").empty());
+  CHECK(parseGroups("something else\nboot boot-a\n100 100 5\n", "boot-a").empty());
+  // A damaged line is skipped; pid 1 and 0 are never signalled.
+  CHECK(parseGroups("clusterd-groups 1\nboot x\n12 12\n1 1 3\n0 0 3\n7 7 9\n", "x") ==
+        std::vector<GroupRecord>{{7, 7, 9}});
+}
+
+TEST_CASE("stat fields are read after a command name with spaces and parentheses") {
+  std::string stat =
+      "4242 (we(ird) name) S 1 4240 4240 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 123456 1000 "
+      "200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+  auto ids = parseStatIds(stat);
+  REQUIRE(ids);
+  CHECK(ids->comm == "we(ird) name");
+  CHECK(ids->state == 'S');
+  CHECK(ids->pgrp == 4240);
+  CHECK(ids->start_time == 123456);
+  CHECK(!parseStatIds("4242 (short) S 1 2"));
+}
