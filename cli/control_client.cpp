@@ -94,20 +94,28 @@ std::string selfExe(const std::string& argv0) {
   return argv0;
 }
 
+std::string siblingExe(const std::string& self_exe, const std::string& name) {
+  return self_exe.substr(0, self_exe.rfind('/') + 1) + name;
+}
+
 std::string masterExe(const std::string& self_exe) {
-  std::string candidate = self_exe.substr(0, self_exe.rfind('/') + 1) + "clusterd-master";
+  std::string candidate = siblingExe(self_exe, "clusterd-master");
   return ::access(candidate.c_str(), X_OK) == 0 ? candidate : "";
 }
 
 int execDaemon(const std::string& home, const std::string& self_exe) {
+  // Workers of builtin:worker apps run `<clusterd> worker …`: give them the
+  // full binary directly rather than the front, which would exec it.
+  std::string full = siblingExe(self_exe, "clusterd-full");
+  std::string worker = ::access(full.c_str(), X_OK) == 0 ? full : self_exe;
   std::string master = masterExe(self_exe);
   if (!master.empty()) {
-    ::execl(master.c_str(), master.c_str(), "--home", home.c_str(), "--clusterd", self_exe.c_str(),
+    ::execl(master.c_str(), master.c_str(), "--home", home.c_str(), "--clusterd", worker.c_str(),
             static_cast<char*>(nullptr));
     std::fprintf(stderr, "clusterd: cannot execute %s: %s; running the daemon in-process\n",
                  master.c_str(), std::strerror(errno));
   }
-  return master::runDaemon({home, self_exe, self_exe});
+  return master::runDaemon({home, self_exe, worker});
 }
 
 Result<void> startDaemon(const std::string& home, const std::string& self_exe, std::string& note) {

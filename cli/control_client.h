@@ -42,8 +42,13 @@ std::string selfExe(const std::string& argv0);
 // when there is none (then the daemon runs inside this binary).
 std::string masterExe(const std::string& self_exe);
 
+// The path of the executable `name` in the directory of `self_exe`.
+std::string siblingExe(const std::string& self_exe, const std::string& name);
+
 // Replaces this process with the daemon for `home` in the foreground;
-// returns only on failure (or after an in-process daemon stopped).
+// returns only on failure (or after an in-process daemon stopped). The
+// daemon runs builtin:worker apps with clusterd-full next to `self_exe`
+// (or `self_exe` itself when there is none).
 int execDaemon(const std::string& home, const std::string& self_exe);
 
 }  // namespace clusterd::cli

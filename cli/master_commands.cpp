@@ -1,7 +1,9 @@
-// Verbs of the master module: start, daemon, stop, restart, reload, delete,
-// status (list, ls), describe, scale, ping, kill, save, resurrect. Each talks
-// to the daemon over the control socket (cli/control_client.h); `logs` and
-// `flush` are in cli/master_logs.cpp.
+// Verbs of the master module that talk to the daemon over the control
+// socket (cli/control_client.h): daemon, stop, restart, reload, delete,
+// status (list, ls), describe, scale, ping, kill, save, resurrect; `logs`
+// and `flush` are in cli/master_logs.cpp, `start` in cli/master_start.cpp.
+// None of them loads an ecosystem file, so the lean `clusterd` front
+// (cli/master_front.cpp) links them without the other modules.
 #include <unistd.h>
 
 #include <chrono>
@@ -10,22 +12,20 @@
 #include <set>
 #include <thread>
 
-#include "cli/commands.h"
 #include "cli/control_client.h"
+#include "cli/master_verbs.h"
 #include "cli/status_table.h"
-#include "config/load.h"
-#include "master/app.h"
 #include "master/daemon.h"
 
 namespace clusterd::cli {
 
 using nlohmann::json;
 using namespace std::chrono;
-using Millis = std::chrono::milliseconds;
+using namespace verbs;
 
 void addMasterLogCommands(CLI::App& app, CliContext& ctx);
 
-namespace {
+namespace verbs {
 
 int fail(CliContext& ctx, int code, const std::string& message) {
   std::cerr << "clusterd: " << message << "\n";
@@ -33,8 +33,7 @@ int fail(CliContext& ctx, int code, const std::string& message) {
   return code;
 }
 
-// One request; prints the error and sets the exit code on failure.
-std::optional<json> request(CliContext& ctx, const json& req, milliseconds timeout = seconds(30)) {
+std::optional<json> request(CliContext& ctx, const json& req, milliseconds timeout) {
   auto c = ControlClient::connect(ctx.home);
   if (!c) {
     fail(ctx, kExitSystem, c.error().message);
@@ -57,7 +56,6 @@ bool matches(const json& row, const std::string& target) {
          std::to_string(row.value("id", -1)) == target;
 }
 
-// Polls `status` until `done(workers)` or the deadline; returns the last rows.
 std::optional<json> waitStatus(CliContext& ctx, milliseconds limit,
                                const std::function<bool(const json&)>& done, bool& reached) {
   auto deadline = steady_clock::now() + limit;
@@ -85,8 +83,6 @@ std::optional<json> waitStatus(CliContext& ctx, milliseconds limit,
 
 bool settledState(const std::string& s) { return s == "online" || s == "errored" || s == "stopped"; }
 
-// True when every worker of `apps` is settled (online, errored or stopped)
-// and no replacement is under way.
 bool appsSettled(const json& rows, const std::set<std::string>& apps) {
   for (const json& w : rows) {
     if (!apps.count(w.value("app", "")) && !apps.count("all")) continue;
@@ -98,7 +94,6 @@ bool appsSettled(const json& rows, const std::set<std::string>& apps) {
 
 void printTable(const json& rows) { std::cout << renderStatusTable(rows, ::isatty(1) == 1); }
 
-// Reports the workers of `apps` that did not come online; returns the exit code.
 int reportFailures(CliContext& ctx, const json& rows, const std::set<std::string>& apps, bool reached) {
   int code = kExitOk;
   for (const json& w : rows) {
@@ -119,13 +114,6 @@ int reportFailures(CliContext& ctx, const json& rows, const std::set<std::string
   return code;
 }
 
-Millis maxListenTimeout(const json& apps) {
-  int64_t m = 0;
-  for (const json& a : apps) m = std::max<int64_t>(m, a.value("listen_timeout", int64_t{3000}) +
-                                                        a.value("kill_timeout", int64_t{1600}));
-  return Millis{m};
-}
-
 bool ensureDaemon(CliContext& ctx) {
   if (probeDaemon(ctx.home) == DaemonState::kRunning) return true;
   std::string note;
@@ -138,98 +126,9 @@ bool ensureDaemon(CliContext& ctx) {
   return true;
 }
 
-// `start NAME|ID|all` for apps the daemon knows: starts their stopped workers.
-void cmdStartTarget(CliContext& ctx, const std::string& target) {
-  auto c = ControlClient::connect(ctx.home);
-  if (!c) {
-    fail(ctx, kExitFailed, target + ": no such ecosystem file, and no daemon runs for " + ctx.home);
-    return;
-  }
-  auto r = c->call({{"cmd", "start"}, {"target", target}});
-  if (!r) {
-    fail(ctx, kExitSystem, r.error().message);
-    return;
-  }
-  if (!r->value("ok", false)) {
-    fail(ctx, kExitFailed, target + ": no such ecosystem file, and " + r->value("error", std::string("?")));
-    return;
-  }
-  std::set<std::string> apps;
-  bool reached = false;
-  auto rows = waitStatus(ctx, seconds(60), [&](const json& w) {
-    apps.clear();
-    for (const json& row : w)
-      if (matches(row, target)) apps.insert(row.value("app", ""));
-    return appsSettled(w, apps);
-  }, reached);
-  if (!rows) return;
-  printTable(*rows);
-  reportFailures(ctx, *rows, apps, reached);
-}
+}  // namespace verbs
 
-void cmdStart(CliContext& ctx, const std::string& file, const std::string& env, const std::string& only) {
-  if (::access(file.c_str(), F_OK) != 0 && file.find('/') == std::string::npos &&
-      probeDaemon(ctx.home) == DaemonState::kRunning) {
-    cmdStartTarget(ctx, file);
-    return;
-  }
-  config::LoadOptions lo;
-  lo.env_name = env;
-  auto loaded = config::loadEcosystem(file, lo);
-  if (!loaded.ok()) {
-    for (auto& d : loaded.diagnostics) std::cerr << d.toString() << "\n";
-    fail(ctx, kExitFailed, file + ": not started (fix the errors above)");
-    return;
-  }
-  std::set<std::string> wanted;
-  for (size_t start = 0; !only.empty() && start <= only.size();) {
-    size_t comma = only.find(',', start);
-    wanted.insert(only.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  json apps = json::array();
-  std::set<std::string> names;
-  for (auto& spec : loaded.ecosystem.apps) {
-    if (!wanted.empty() && !wanted.count(spec.name)) continue;
-    master::AppConfig cfg{spec, loaded.ecosystem.path, env, loaded.ecosystem.base_dir};
-    apps.push_back(master::appToJson(cfg));
-    names.insert(spec.name);
-  }
-  if (apps.empty()) {
-    fail(ctx, kExitUsage, only.empty() ? file + " has no apps" : "--only " + only + ": no such app in " + file);
-    return;
-  }
-  if (!ensureDaemon(ctx)) return;
-  auto c = ControlClient::connect(ctx.home);
-  if (!c) {
-    fail(ctx, kExitSystem, c.error().message);
-    return;
-  }
-  auto r = c->call({{"cmd", "start"}, {"apps", apps}});
-  if (!r) {
-    fail(ctx, kExitSystem, r.error().message);
-    return;
-  }
-  int code = kExitOk;
-  for (const json& res : (*r)["results"]) {
-    if (res.value("ok", false)) continue;
-    std::cerr << "clusterd: " << res.value("error", std::string("failed")) << "\n";
-    names.erase(res.value("app", ""));
-    code = kExitFailed;
-  }
-  bool reached = false;
-  std::optional<json> rows;
-  if (!names.empty())
-    rows = waitStatus(ctx, std::min<Millis>(maxListenTimeout(apps) + seconds(3), seconds(60)),
-                      [&](const json& w) { return appsSettled(w, names); }, reached);
-  else
-    rows = waitStatus(ctx, Millis{0}, [](const json&) { return true; }, reached);
-  if (!rows) return;
-  printTable(*rows);
-  if (!names.empty() && reportFailures(ctx, *rows, names, reached) != kExitOk) return;
-  ctx.exit_code = code;
-}
+namespace {
 
 // stop / restart / reload / delete: send, then wait for the effect.
 void cmdTarget(CliContext& ctx, const std::string& cmd, const std::string& target, int parallel) {
@@ -267,20 +166,7 @@ void cmdTarget(CliContext& ctx, const std::string& cmd, const std::string& targe
 
 }  // namespace
 
-void addMasterCommands(CLI::App& app, CliContext& ctx) {
-  {
-    auto* sub = app.add_subcommand("start", "Start the apps of an ecosystem file (and the daemon if needed),\n"
-                                            "or start again the stopped workers of a known app, id or all\n"
-                                            "  clusterd start ecosystem.yaml --env production --only web\n"
-                                            "  clusterd start web");
-    auto file = std::make_shared<std::string>();
-    auto env = std::make_shared<std::string>();
-    auto only = std::make_shared<std::string>();
-    sub->add_option("file", *file, "Ecosystem file (YAML or JSON), or an app name, worker id or all")->required();
-    sub->add_option("--env", *env, "Merge env_<NAME> into each app's env");
-    sub->add_option("--only", *only, "Start only these apps (comma-separated)");
-    sub->callback([&ctx, file, env, only] { cmdStart(ctx, *file, *env, *only); });
-  }
+void addMasterControlCommands(CLI::App& app, CliContext& ctx) {
   {
     auto* sub = app.add_subcommand("daemon", "Run the master daemon for this home\n"
                                              "  clusterd daemon --foreground   (for systemd or containers)");

@@ -7,8 +7,9 @@
 //
 // Operators start it through `clusterd daemon [--foreground]` or
 // `clusterd start`; --clusterd names the binary that runs builtin:worker
-// apps (default: `clusterd` next to this file). Exit codes: 0 after a clean
-// stop (SIGTERM, SIGINT, `clusterd kill`), 100 usage, 111 cannot start.
+// apps (default: `clusterd-full` next to this file, else `clusterd`).
+// Exit codes: 0 after a clean stop (SIGTERM, SIGINT, `clusterd kill`),
+// 100 usage, 111 cannot start.
 #include <unistd.h>
 
 #include <cstdio>
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
     else return usage();
   }
   if (o.home.empty()) return usage();
-  if (o.worker_exe.empty()) o.worker_exe = o.self_exe.substr(0, o.self_exe.rfind('/') + 1) + "clusterd";
+  if (o.worker_exe.empty()) {
+    std::string dir = o.self_exe.substr(0, o.self_exe.rfind('/') + 1);
+    o.worker_exe = ::access((dir + "clusterd-full").c_str(), X_OK) == 0 ? dir + "clusterd-full" : dir + "clusterd";
+  }
   return runDaemon(o);
 }

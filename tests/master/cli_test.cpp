@@ -1,7 +1,9 @@
 // Integration tests of the master's CLI verbs as an operator types them:
 // `start` with an ecosystem file (--env, --only, exit code on failure),
 // `start` of a stopped app by name, `scale N`, `logs --follow`, merged and
-// configured log files, and a cluster app on a Unix socket.
+// configured log files, a cluster app on a Unix socket, and the split
+// between the lean `clusterd` front and clusterd-full (same help, same
+// usage errors, control verbs run without clusterd-full).
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -184,4 +186,41 @@ TEST_CASE("a cluster app on a Unix socket shares one socket between its workers"
     seen.insert(in.substr(body + 4));
   }
   CHECK(!seen.empty());
+}
+
+TEST_CASE("clusterd runs the control verbs itself and hands every other verb to clusterd-full") {
+  DaemonUnderTest d;
+  REQUIRE(d.start(testApp("web", 1, 0, {}))["ok"] == true);
+  REQUIRE(d.waitOnline("web", 1));
+  // A copy of the front without clusterd-full next to it.
+  clusterd::test::TempDir bin("cd-front");
+  std::string front = bin.file("clusterd");
+  REQUIRE(clusterd::test::run({"cp", CLUSTERD_BIN, front}).exit_code == 0);
+  auto status = clusterd::test::run({front, "--home", d.home(), "status", "--json"});
+  CHECK(status.exit_code == 0);
+  CHECK(status.out.find("\"app\":\"web\"") != std::string::npos);
+  CHECK(clusterd::test::run({front, "--home=" + d.home(), "ping"}).exit_code == 0);
+  for (std::vector<std::string> other : {std::vector<std::string>{"validate", "x.yaml"},
+                                         {"--home", d.home(), "start", "web"},
+                                         {"status", "--help"},
+                                         {"--version"}}) {
+    other.insert(other.begin(), front);
+    auto r = clusterd::test::run(other);
+    INFO(other[1] << ": " << r.err);
+    CHECK(r.exit_code == 111);
+    CHECK(r.err.find("cannot execute " + bin.file("clusterd-full")) != std::string::npos);
+  }
+}
+
+TEST_CASE("clusterd shows the help and exit codes of clusterd-full") {
+  std::string full = std::string(CLUSTERD_BIN) + "-full";
+  auto help = clusterd::test::runClusterd({"--help"});
+  CHECK(help.exit_code == 0);
+  CHECK(help.out == clusterd::test::run({full, "--help"}).out);
+  for (const char* verb : {"start", "status", "logs", "enqueue", "worker"})
+    CHECK(help.out.find(std::string("  ") + verb) != std::string::npos);
+  auto usage = clusterd::test::runClusterd({"status", "--no-such-flag"});
+  CHECK(usage.exit_code == 100);
+  CHECK(usage.err == clusterd::test::run({full, "status", "--no-such-flag"}).err);
+  CHECK(clusterd::test::runClusterd({"no-such-verb"}).exit_code == 100);
 }
