@@ -31,6 +31,46 @@ bool multiply(uint64_t value, uint64_t factor, uint64_t& out) {
   return true;
 }
 
+// Reads `digits[.digits]` and scales it by `factor`, demanding a whole
+// result: "1.5s" is 1500 ms, "1.5G" is 1610612736 bytes, but "0.0001s" and
+// "0.1K" are refused rather than rounded, because a rounded limit is not the
+// limit the operator wrote. Returns the characters used, 0 on failure.
+struct Decimal {
+  uint64_t whole = 0;
+  uint64_t fraction = 0;   // the digits after the point, as an integer
+  uint64_t scale = 1;      // 10^(number of fraction digits)
+};
+
+size_t readDecimal(const std::string& text, Decimal& d) {
+  d = Decimal{};
+  size_t used = readNumber(text, d.whole);
+  if (used == 0) return 0;
+  if (used < text.size() && text[used] == '.') {
+    size_t start = used + 1;
+    size_t i = start;
+    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i) {
+      if (i - start >= 9) return 0;  // more precision than any unit here needs
+      d.fraction = d.fraction * 10 + static_cast<uint64_t>(text[i] - '0');
+      d.scale *= 10;
+    }
+    if (i == start) return 0;  // "1." is a typo, not a number
+    used = i;
+  }
+  return used;
+}
+
+bool scale(const Decimal& d, uint64_t factor, uint64_t& out) {
+  uint64_t whole = 0;
+  if (!multiply(d.whole, factor, whole)) return false;
+  uint64_t part = 0;
+  if (!multiply(d.fraction, factor, part)) return false;
+  if (part % d.scale != 0) return false;
+  part /= d.scale;
+  if (whole > std::numeric_limits<uint64_t>::max() - part) return false;
+  out = whole + part;
+  return true;
+}
+
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -39,8 +79,8 @@ std::string lower(std::string s) {
 }  // namespace
 
 bool parseMemory(const std::string& text, uint64_t& bytes) {
-  uint64_t value = 0;
-  size_t used = readNumber(text, value);
+  Decimal value;
+  size_t used = readDecimal(text, value);
   if (used == 0) return false;
   std::string unit = lower(text.substr(used));
   if (unit.size() == 2 && unit[1] == 'b') unit.pop_back();  // "512KB" reads as "512K"
@@ -58,12 +98,12 @@ bool parseMemory(const std::string& text, uint64_t& bytes) {
   } else {
     return false;
   }
-  return multiply(value, factor, bytes);
+  return scale(value, factor, bytes);
 }
 
 bool parseDuration(const std::string& text, Millis& out) {
-  uint64_t value = 0;
-  size_t used = readNumber(text, value);
+  Decimal value;
+  size_t used = readDecimal(text, value);
   if (used == 0) return false;
   const std::string unit = text.substr(used);
   uint64_t factor = 0;
@@ -81,7 +121,7 @@ bool parseDuration(const std::string& text, Millis& out) {
     return false;
   }
   uint64_t ms = 0;
-  if (!multiply(value, factor, ms)) return false;
+  if (!scale(value, factor, ms)) return false;
   if (ms > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return false;
   out = Millis(static_cast<int64_t>(ms));
   return true;

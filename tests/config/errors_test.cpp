@@ -56,7 +56,7 @@ TEST_CASE("every error in a file is reported with its line and column and field 
       {"queue.queues.orders.backof", 34, 27, "did you mean `backoff`?"},
       {"queue.queues.orders.rate_window", 34, 13, "`rate_limit` needs `rate_window`"},
       {"postgres.pool_size", 35, 23, "expected an integer from 1 to 1000, got `0`"},
-      {"postgres.slow_query", 35, 38, "got `1.5s`"},
+      {"postgres.slow_query", 35, 38, "got `1.5x`"},
       {"mail.smtp_url", 36, 7, "`transport: smtp` needs `smtp_url`"},
       {"mail.from", 36, 31, "got `nobody`"},
       {"handlers.report.build.command", 38, 17, "a handler needs `command`"},

@@ -49,10 +49,16 @@ TEST_CASE("memory sizes accept bytes and K M G T suffixes in either case") {
   CHECK(memory("10B") == 10);
 }
 
-TEST_CASE("memory sizes reject unknown units and fractions and signs and overflow") {
+TEST_CASE("memory sizes take decimals that come to whole bytes") {
+  CHECK(memory("1.5G") == 3ull << 29);
+  CHECK(memory("0.5M") == 512ull << 10);
+  CHECK(memory("2.25K") == 2304);
+}
+
+TEST_CASE("memory sizes reject unknown units, partial bytes, signs and overflow") {
   uint64_t bytes = 0;
-  for (const char* bad :
-       {"", "12Q", "1.5G", "-1", "+1", "G", "1 G", "1GG", "99999999999999999999", "20000000000G"}) {
+  for (const char* bad : {"", "12Q", "0.1K", "1.", ".5G", "1.5.0G", "1.5", "-1", "+1", "G", "1 G",
+                          "1GG", "99999999999999999999", "20000000000G"}) {
     INFO(bad);
     CHECK_FALSE(parseMemory(bad, bytes));
   }
@@ -68,10 +74,17 @@ TEST_CASE("durations accept plain milliseconds and ms s m h d suffixes") {
   CHECK(millis("2d") == 172'800'000);
 }
 
-TEST_CASE("durations reject unknown units and fractions and signs and overflow") {
+TEST_CASE("durations take decimals that come to whole milliseconds") {
+  CHECK(millis("1.5s") == 1500);
+  CHECK(millis("0.25s") == 250);
+  CHECK(millis("1.5m") == 90'000);
+  CHECK(millis("2.0h") == 7'200'000);
+}
+
+TEST_CASE("durations reject unknown units, sub-millisecond fractions, signs and overflow") {
   Millis ms{0};
   for (const char* bad :
-       {"", "soon", "1.5s", "-5", "5 s", "5S", "5sec", "s", "99999999999999999999d"}) {
+       {"", "soon", "1.5", "1.5ms", "0.0001s", "1.s", ".5s", "1.5.0s", "-5", "5 s", "5S", "5sec", "s", "99999999999999999999d"}) {
     INFO(bad);
     CHECK_FALSE(parseDuration(bad, ms));
   }
