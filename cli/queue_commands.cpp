@@ -311,7 +311,8 @@ void runJob(CliContext& ctx, const QueueCli& o) {
       ctx.exit_code = kExitFailed;
       return;
     }
-    std::cout << (**r)->toJson().dump(2) << "\n";
+    // Replace, not throw, on text that is not UTF-8 (a command's raw output).
+    std::cout << (**r)->toJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
   auto op = o.action == "retry" ? queue::AdminOp::kRetry : queue::AdminOp::kDelete;

@@ -210,6 +210,7 @@ void Client::job(const std::string& queue, const std::string& id, Callback<std::
     if (auto d = decodeRecord(r.at(1).view(), j); !d) j.reason = d.error().message;
     (void)decodeMeta(r.at(2).view(), j);
     j.when_ms = std::atoll(r.at(3).str().c_str());
+    if (r.size() >= 5) j.result = r.at(4).str();
     cb(std::optional<Job>(std::move(j)));
   });
 }

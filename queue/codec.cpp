@@ -254,6 +254,12 @@ nlohmann::json Job::payloadJson() const {
   return j ? *j : nlohmann::json(nullptr);
 }
 
+nlohmann::json Job::resultJson() const {
+  if (result.empty()) return nullptr;
+  auto j = payloadToJson(result);
+  return j ? *j : nlohmann::json(nullptr);
+}
+
 nlohmann::json Job::toJson() const {
   nlohmann::json errs = nlohmann::json::array();
   for (const auto& e : errors) errs.push_back({{"at_ms", e.at_ms}, {"attempt", e.attempt}, {"error", e.error}});
@@ -275,6 +281,7 @@ nlohmann::json Job::toJson() const {
   if (!unique_key.empty()) j["unique"] = unique_key;
   if (!reason.empty()) j["reason"] = reason;
   if (permanent) j["permanent"] = true;
+  if (!result.empty()) j["result"] = resultJson();
   return j;
 }
 

@@ -29,6 +29,21 @@ Error permanentFailure(std::string_view message) {
 
 bool isPermanentFailure(const Error& error) { return error.message.rfind(kPermanentPrefix, 0) == 0; }
 
+Outcome Outcome::withResultMsgpack(std::string msgpack) {
+  Outcome o{success()};
+  o.result_ = std::move(msgpack);
+  return o;
+}
+
+Outcome withResult(const nlohmann::json& value) {
+  if (value.is_null()) return Outcome{success()};
+  return Outcome::withResultMsgpack(payloadFromJson(value));
+}
+
+nlohmann::json oversizedResult(size_t bytes) {
+  return {{"truncated", true}, {"bytes", bytes}, {"limit", kMaxResultBytes}};
+}
+
 // ---- Consumer (the public face) ----
 
 Result<std::unique_ptr<Consumer>> Consumer::create(uv_loop_t* loop, ConsumerOptions options) {
@@ -247,11 +262,17 @@ void Consumer::Impl::flushQueue(QueueState& q) {
   args.push_back(std::to_string(done.size()));
   args.push_back(std::to_string(fetch));
   args.push_back(std::to_string(q.lease_ms));
-  for (auto& [id, token] : acks) {
-    args.push_back(id);
-    args.push_back(token);
+  for (auto& a : acks) {
+    args.push_back(a.id);
+    args.push_back(a.token);
   }
   for (auto& t : done) args.push_back(t);
+  // Results go last, only for the jobs that have one (index, msgpack).
+  for (size_t i = 0; i < acks.size(); ++i) {
+    if (acks[i].result.empty()) continue;
+    args.push_back(std::to_string(i + 1));
+    args.push_back(acks[i].result);
+  }
   if (fetch > 0) q.fetching = true;
   ++outstanding_;
   scripts_->run(ScriptId::kComplete, q.keys, args,
@@ -273,7 +294,7 @@ void Consumer::Impl::flushQueue(QueueState& q) {
                   for (size_t i = 0; i < flags.size(); ++i) {
                     if (flags.at(i).integer() == 1) {
                       ++stats_.completed;
-                      if (completed_hook_ && i < acks.size()) completed_hook_(q.spec.name, acks[i].first);
+                      if (completed_hook_ && i < acks.size()) completed_hook_(q.spec.name, acks[i].id);
                     } else {
                       ++stats_.stale;
                     }

@@ -16,6 +16,7 @@
 //   c->handle("order.process", [](const queue::Job& job, queue::Done done) {
 //     if (bad_data) return done(queue::permanentFailure("order 7: unknown sku"));  // dead at once
 //     ...; done(success());  // or done(Error{"db down"}): retried with backoff
+//     // or done(queue::withResult({{"status", "shipped"}})): kept with the completed job
 //   });
 //   c->start([](Result<void> r) { ... });
 //   ... on SIGTERM: c->drain(kill_timeout, [] { uv_stop(loop); });
@@ -28,7 +29,10 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "common/result.h"
 #include "config/spec.h"
@@ -36,14 +40,50 @@
 
 namespace clusterd::queue {
 
-// Completes one job: success() or an Error whose message is kept as the
-// attempt's error. Call it exactly once, on the loop thread. A plain Error is
-// retried while the job has attempts left; permanentFailure() is not.
-using Done = std::function<void(Result<void>)>;
+// Results are capped: a result over this many bytes of msgpack is not
+// stored. The job still completes (its work is done; a retry would only
+// repeat it), and oversizedResult(size) is stored in its place.
+inline constexpr size_t kMaxResultBytes = 64 * 1024;
+// The marker stored instead of a result that is too large:
+// {"truncated": true, "bytes": <size refused>, "limit": 65536}.
+nlohmann::json oversizedResult(size_t bytes);
+
+// What a handler reports: success, optionally with a result kept with the
+// completed job, or an Error. It converts from what handlers have always
+// passed, so done(success()), done(Error{...}) and done(permanentFailure(...))
+// need no change; done(withResult(json)) adds a result.
+class Outcome {
+ public:
+  Outcome(Result<void> status) : status_(std::move(status)) {}
+  Outcome(Error error) : status_(std::move(error)) {}
+  // Success with a result given as one msgpack value ("" = no result).
+  static Outcome withResultMsgpack(std::string msgpack);
+
+  bool ok() const { return status_.ok(); }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return status_.error(); }
+  const Result<void>& status() const { return status_; }
+  // The result as msgpack; empty when there is none (or the outcome failed).
+  const std::string& result() const { return result_; }
+
+ private:
+  Result<void> status_;
+  std::string result_;
+};
+
+// Success with a result; JSON null means no result.
+Outcome withResult(const nlohmann::json& value);
+
+// Completes one job: success(), withResult(value), or an Error whose message
+// is kept as the attempt's error. Call it exactly once, on the loop thread. A
+// plain Error is retried while the job has attempts left; permanentFailure()
+// is not.
+using Done = std::function<void(Outcome)>;
 // Runs on the loop thread; must not block it.
 using AsyncHandler = std::function<void(const Job&, Done)>;
-// Runs on the libuv thread pool (may block); its result completes the job.
-using SyncHandler = std::function<Result<void>(const Job&)>;
+// Runs on the libuv thread pool (may block); its outcome completes the job.
+// A function returning Result<void> converts to it.
+using SyncHandler = std::function<Outcome(const Job&)>;
 
 struct ConsumerQueue {
   std::string name;

@@ -40,6 +40,13 @@ struct Running : std::enable_shared_from_this<Running> {
   UvHandle<uv_timer_t> timeout;
 };
 
+// A completion waiting for the next acknowledgement call.
+struct Ack {
+  std::string id;
+  std::string token;
+  std::string result;  // msgpack; empty = none
+};
+
 struct QueueState {
   ConsumerQueue spec;
   int64_t lease_ms = 0;  // resolved: spec.lease, the queue's defaults, or the consumer's
@@ -50,7 +57,7 @@ struct QueueState {
   bool fetching = false;   // a reservation is in flight
   bool blocking = false;   // BZPOPMIN is in flight
   std::map<std::string, int> tokens;  // lease token -> jobs of it still running
-  std::vector<std::pair<std::string, std::string>> acks;  // (id, token)
+  std::vector<Ack> acks;
   std::vector<std::string> done_tokens;
   std::map<uint64_t, std::shared_ptr<Running>> running;
   UvHandle<uv_timer_t> retry;  // after a Redis error
@@ -81,7 +88,7 @@ class Consumer::Impl {
 
   // consumer_run.cpp: running handlers and ending attempts.
   void dispatch(QueueState& q, const std::string& token, Job job, std::string_view record, std::string_view meta);
-  void finish(QueueState& q, const std::shared_ptr<Running>& run, Result<void> result);
+  void finish(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome);
   void sendFail(QueueState& q, const std::string& id, const std::string& token, const char* mode,
                 const std::string& error, int64_t run_at, int priority);
   void releaseToken(QueueState& q, const std::string& token);

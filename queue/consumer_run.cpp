@@ -16,8 +16,8 @@ struct Work {
   uv_work_t req{};
   SyncHandler handler;
   Job job;
-  std::optional<Result<void>> result;
-  std::function<void(Result<void>)> done;
+  std::optional<Outcome> outcome;
+  Done done;
 };
 
 }  // namespace
@@ -60,9 +60,9 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
   q.running[run->seq] = run;
 
   std::weak_ptr<bool> alive = alive_;
-  auto done = [this, alive, &q, run](Result<void> r) {
+  auto done = [this, alive, &q, run](Outcome o) {
     if (alive.expired()) return;
-    finish(q, run, std::move(r));
+    finish(q, run, std::move(o));
   };
   run->impl = this;
   run->queue = &q;
@@ -93,24 +93,32 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
       loop_, &w->req,
       [](uv_work_t* req) {
         auto* w = static_cast<Work*>(req->data);
-        w->result.emplace(w->handler(w->job));
+        w->outcome.emplace(w->handler(w->job));
       },
       [](uv_work_t* req, int status) {
         std::unique_ptr<Work> w(static_cast<Work*>(req->data));
-        if (status != 0 || !w->result) return w->done(Error{"cancelled"});
-        w->done(std::move(*w->result));
+        if (status != 0 || !w->outcome) return w->done(Error{"cancelled"});
+        w->done(std::move(*w->outcome));
       });
 }
 
-void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, Result<void> result) {
+void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome) {
   if (run->finished) return;  // timed out or released already
   run->finished = true;
   run->timeout.reset();
   --q.in_flight;
   q.running.erase(run->seq);
   const Job& job = run->job;
+  const Result<void>& result = outcome.status();
   if (result) {
-    q.acks.emplace_back(job.id, run->token);
+    std::string value = outcome.result();
+    if (value.size() > kMaxResultBytes) {
+      log::warn("queue", "queue '{}' job {} ({}): the result is {} bytes of msgpack, over the limit of {}; the job "
+                         "completes with a 'truncated' marker as its result",
+                q.spec.name, job.id, job.name, value.size(), kMaxResultBytes);
+      value = payloadFromJson(oversizedResult(value.size()));
+    }
+    q.acks.push_back(Ack{job.id, run->token, std::move(value)});
     scheduleFlush();
   } else {
     ++stats_.failed;

@@ -3,9 +3,12 @@
 // Design: the payload reaches stdin through a memfd written before the
 // spawn, not a pipe: a command that exits without reading its input would
 // otherwise raise SIGPIPE in the worker. A command run owns its process, its
-// stderr pipe and a timeout timer in one heap object; it completes the job once the process
-// has exited and stderr hit EOF (whichever comes last), so the error text is
-// complete, then frees itself after every handle has closed.
+// stdout and stderr pipes and a timeout timer in one heap object; it completes
+// the job once the process has exited and both pipes hit EOF (whichever comes
+// last), so the result and the error text are complete, then frees itself
+// after every handle has closed. Stdout past kMaxResultBytes is read and
+// counted but not kept, so a chatty command never blocks on a full pipe nor
+// grows the worker's memory.
 #include "queue/handlers.h"
 
 #include <fmt/format.h>
@@ -13,8 +16,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <string_view>
 
 #include "common/log.h"
 #include "common/uv_handle.h"
@@ -24,14 +29,29 @@ namespace {
 
 constexpr size_t kMaxStderr = 2048;
 
+// A successful command's result from its stdout: JSON when the whole output
+// parses as JSON, else the text (without trailing newlines); none when empty.
+Outcome resultFromStdout(const std::string& text, size_t total) {
+  if (total > kMaxResultBytes) return withResult(oversizedResult(total));
+  auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_discarded()) return withResult(parsed);
+  std::string_view trimmed = text;
+  while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == '\r')) trimmed.remove_suffix(1);
+  if (trimmed.empty()) return success();
+  return withResult(nlohmann::json(std::string(trimmed)));
+}
+
 struct CommandRun {
   uv_process_t proc{};
+  uv_pipe_t out{};
   uv_pipe_t err{};
   uv_timer_t timer{};
+  std::string stdout_text;   // the first kMaxResultBytes
+  size_t stdout_total = 0;   // every byte read
   std::string stderr_text;
   Done done;
   int open_handles = 0;
-  bool exited = false, eof = false, timed_out = false, completed = false;
+  bool exited = false, eof = false, out_eof = false, timed_out = false, completed = false;
   int64_t exit_status = 0;
   int term_signal = 0;
   int64_t timeout_ms = 0;
@@ -44,9 +64,9 @@ struct CommandRun {
     });
   }
   void maybeComplete() {
-    if (completed || !exited || !eof) return;
+    if (completed || !exited || !eof || !out_eof) return;
     completed = true;
-    Result<void> r = success();
+    Outcome r = success();
     if (timed_out) {
       r = Error{fmt::format("timed out after {} ms (killed)", timeout_ms)};
     } else if (exit_status != 0 || term_signal != 0) {
@@ -57,14 +77,22 @@ struct CommandRun {
       std::string text = tail.empty() ? how : fmt::format("{}: {}", how, tail);
       // EX_DATAERR (sysexits.h): the input was wrong; retrying cannot help.
       r = term_signal == 0 && exit_status == kPermanentExit ? permanentFailure(text) : Error{std::move(text)};
+    } else {
+      r = resultFromStdout(stdout_text, stdout_total);
     }
     auto d = std::move(done);
     closeOne(reinterpret_cast<uv_handle_t*>(&timer));
     closeOne(reinterpret_cast<uv_handle_t*>(&proc));
+    closeOne(reinterpret_cast<uv_handle_t*>(&out));
     closeOne(reinterpret_cast<uv_handle_t*>(&err));
     d(std::move(r));
   }
 };
+
+void allocChunk(uv_handle_t*, size_t, uv_buf_t* b) {
+  static thread_local char chunk[16384];
+  *b = uv_buf_init(chunk, sizeof chunk);
+}
 
 }  // namespace
 
@@ -78,10 +106,11 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
   auto* run = new CommandRun;
   run->done = std::move(done);
   run->timeout_ms = spec.timeout.count();
+  uv_pipe_init(loop, &run->out, 0);
   uv_pipe_init(loop, &run->err, 0);
   uv_timer_init(loop, &run->timer);
-  run->err.data = run->timer.data = run->proc.data = run;
-  run->open_handles = 2;  // err, timer; proc once spawned
+  run->out.data = run->err.data = run->timer.data = run->proc.data = run;
+  run->open_handles = 3;  // out, err, timer; proc once spawned
 
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
@@ -100,8 +129,8 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
   uv_stdio_container_t stdio[3];
   stdio[0].flags = UV_INHERIT_FD;
   stdio[0].data.fd = in.get();
-  stdio[1].flags = UV_INHERIT_FD;
-  stdio[1].data.fd = 2;  // the job's stdout goes to the worker's log
+  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+  stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(&run->out);  // the job's result
   stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
   stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&run->err);
   uv_process_options_t opts{};
@@ -123,16 +152,28 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
     auto d = std::move(run->done);
     run->completed = true;
     run->closeOne(reinterpret_cast<uv_handle_t*>(&run->timer));
+    run->closeOne(reinterpret_cast<uv_handle_t*>(&run->out));
     run->closeOne(reinterpret_cast<uv_handle_t*>(&run->err));
     return d(Error{fmt::format("cannot run handler command '{}': {}", spec.command[0], uv_strerror(rc))});
   }
   ++run->open_handles;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&run->out), allocChunk, [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+    auto* run = static_cast<CommandRun*>(s->data);
+    if (n > 0) {
+      size_t got = static_cast<size_t>(n);
+      run->stdout_total += got;
+      if (run->stdout_text.size() < kMaxResultBytes)
+        run->stdout_text.append(b->base, std::min(got, kMaxResultBytes - run->stdout_text.size()));
+      return;
+    }
+    if (n < 0) {
+      uv_read_stop(s);
+      run->out_eof = true;
+      run->maybeComplete();
+    }
+  });
   uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&run->err),
-      [](uv_handle_t*, size_t, uv_buf_t* b) {
-        static thread_local char chunk[4096];
-        *b = uv_buf_init(chunk, sizeof chunk);
-      },
+      reinterpret_cast<uv_stream_t*>(&run->err), allocChunk,
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
         auto* run = static_cast<CommandRun*>(s->data);
         if (n > 0) {

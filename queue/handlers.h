@@ -5,10 +5,13 @@
 // A command handler runs its argv once per job (uv_spawn, no shell) with the
 // payload as one line of JSON on stdin and CLUSTERD_QUEUE, CLUSTERD_JOB_ID,
 // CLUSTERD_JOB_NAME and CLUSTERD_JOB_ATTEMPT in its environment. Exit 0
-// completes the job; exit 65 (EX_DATAERR) is a permanent failure (dead at
-// once, no retry); any other exit fails the attempt with the last 2 KB of
-// stderr as the error. Past the handler's timeout the process is killed
-// (SIGKILL) and the attempt fails with "timed out".
+// completes the job, with its stdout as the job's result: JSON when the whole
+// output parses as JSON, else the text without trailing newlines, none when
+// empty, and the oversizedResult() marker past kMaxResultBytes. Exit 65
+// (EX_DATAERR) is a permanent failure (dead at once, no retry); any other
+// exit fails the attempt with the last 2 KB of stderr as the error. Past the
+// handler's timeout the process is killed (SIGKILL) and the attempt fails
+// with "timed out".
 #pragma once
 
 #include <uv.h>

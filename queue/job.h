@@ -74,9 +74,15 @@ struct Job {
   // Filled by inspection calls only.
   JobState state = JobState::kWaiting;
   int64_t when_ms = 0;  // run_at (delayed), finished (completed/dead), lease deadline (active)
+  // The handler's result (msgpack), kept with a completed job; empty when it
+  // returned none. Only Client::job loads it (listings leave it empty).
+  std::string result;
 
   nlohmann::json payloadJson() const;
-  nlohmann::json toJson() const;  // for `clusterd job show` and --json listings
+  nlohmann::json resultJson() const;  // null when there is no result
+  // For `clusterd job show` and --json listings; has "result" only when the
+  // job has one.
+  nlohmann::json toJson() const;
 };
 
 // msgpack <-> JSON for payloads. payloadFromJson never fails; payloadToJson

@@ -25,7 +25,7 @@ std::vector<std::string> queueKeys(const std::string& queue) {
   static const char* kNames[] = {"wait",   "prio",      "delayed", "jobs",      "meta",
                                  "active", "leases",    "lease_jobs", "config", "stats",
                                  "tput",   "completed", "dead",    "wake",      "seq",
-                                 "rate",   "unique",    "unique_of", "unique_exp"};
+                                 "rate",   "unique",    "unique_of", "unique_exp", "results"};
   std::vector<std::string> keys;
   keys.reserve(std::size(kNames));
   std::string prefix = "cq:{" + queue + "}:";

@@ -1,6 +1,6 @@
 // The job API of the built-in worker, on the queue module's client:
 //   POST /v1/queues/{queue}/jobs        enqueue one job (JSON object) or many (array)
-//   GET  /v1/queues/{queue}/jobs/{id}   one job: state, attempts, last error
+//   GET  /v1/queues/{queue}/jobs/{id}   one job: state, attempts, last error, result
 //   GET  /v1/queues                     every queue's sizes and counters
 // Bodies are JSON; payloads are stored as msgpack. A bad body or field is a
 // 400 naming the field; Redis not reachable is a 503 with Retry-After, so a
@@ -228,6 +228,8 @@ class QueueRoutes {
       } else {
         out["last_error"] = nullptr;
       }
+      // The handler's result, decoded from msgpack; null when there is none.
+      if (!out.contains("result")) out["result"] = nullptr;
       res.json(200, out);
     });
   }

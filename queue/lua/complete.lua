@@ -1,17 +1,30 @@
 -- complete: acknowledges finished jobs, closes finished leases and may
 -- reserve the next batch in the same call.
 -- ARGV: now_ms, n_jobs, n_done_tokens, fetch_n, lease_ms,
---       then n_jobs pairs (id, token), then n_done_tokens tokens.
+--       then n_jobs pairs (id, token), then n_done_tokens tokens,
+--       then any number of pairs (i, result): the result (msgpack) of the
+--       i-th job of this call (1-based); jobs without a result have no pair.
 -- Returns {{1|0 per job: acknowledged or refused (stale token)}, reserve
 -- result as in reserve.lua or {} when fetch_n is 0}.
 local now, n, ndone = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local fetch_n, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
-local flags, done = {}, {}
+local base = 6 + 2 * n
+local results = {}
+for i = base + ndone, #ARGV - 1, 2 do results[tonumber(ARGV[i])] = ARGV[i + 1] end
+if next(results) ~= nil and not K_RESULTS then
+  return redis.error_reply('complete: results need the 20th key (results); see docs/QUEUE.md')
+end
+local flags, done, stored = {}, {}, {}
 for i = 0, n - 1 do
   local id, token = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   if redis.call('HGET', K_ACTIVE, id) == token then
     done[#done + 1] = id
     flags[#flags + 1] = 1
+    local result = results[i + 1]
+    if result and result ~= '' then
+      stored[#stored + 1] = id
+      stored[#stored + 1] = result
+    end
   else
     flags[#flags + 1] = 0
   end
@@ -20,18 +33,22 @@ if #done > 0 then
   for i = 1, #done, 500 do
     redis.call('HDEL', K_ACTIVE, unpack(done, i, math.min(i + 499, #done)))
   end
+  -- Stored before retain(), which deletes them with their jobs when the
+  -- queue keeps no completed jobs or trims old ones.
+  for i = 1, #stored, 1000 do
+    redis.call('HSET', K_RESULTS, unpack(stored, i, math.min(i + 999, #stored)))
+  end
   redis.call('HINCRBY', K_STATS, 'completed', #done)
   local bucket = math.floor(now / TPUT_BUCKET)
   redis.call('HINCRBY', K_TPUT, bucket, #done)
   redis.call('HDEL', K_TPUT, bucket - 7, bucket - 8)
   retain(K_COMPLETED, done, now, cfgNumber('keep_completed', 1000), cfgNumber('keep_completed_age', 3600000))
 end
-local base = 6 + 2 * n
 for i = 0, ndone - 1 do
   local token = ARGV[base + i]
   redis.call('ZREM', K_LEASES, token)
   redis.call('HDEL', K_LEASE_JOBS, token)
 end
-local next = {}
-if fetch_n > 0 then next = reserve(now, fetch_n, lease_ms) end
-return {flags, next}
+local reply = {}
+if fetch_n > 0 then reply = reserve(now, fetch_n, lease_ms) end
+return {flags, reply}

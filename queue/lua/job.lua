@@ -1,6 +1,7 @@
 -- job: one job with its state.
 -- ARGV: id
--- Returns {state, record, meta, when_ms} or {} when the job does not exist.
+-- Returns {state, record, meta, when_ms, result} or {} when the job does not
+-- exist; result is the handler's result (msgpack) of a completed job, else ''.
 -- state: waiting | active | delayed | completed | dead; when_ms is run_at
 -- (delayed), finished (completed/dead), the lease deadline (active), else 0.
 local id = ARGV[1]
@@ -22,4 +23,6 @@ if not s then
   local token = redis.call('HGET', K_ACTIVE, id)
   if token then state, when = 'active', (redis.call('ZSCORE', K_LEASES, token) or 0) end
 end
-return {state, rec, meta, tostring(when)}
+local result = ''
+if state == 'completed' and K_RESULTS then result = redis.call('HGET', K_RESULTS, id) or '' end
+return {state, rec, meta, tostring(when), result}

@@ -5,6 +5,9 @@ local K_WAIT, K_PRIO, K_DELAYED, K_JOBS, K_META = KEYS[1], KEYS[2], KEYS[3], KEY
 local K_ACTIVE, K_LEASES, K_LEASE_JOBS, K_CONFIG = KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local K_STATS, K_TPUT, K_COMPLETED, K_DEAD, K_WAKE = KEYS[10], KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 local K_SEQ, K_RATE, K_UNIQUE, K_UNIQUE_OF, K_UNIQUE_EXP = KEYS[15], KEYS[16], KEYS[17], KEYS[18], KEYS[19]
+-- Handlers' results of completed jobs; nil for a caller that passes only the
+-- first 19 keys (a client written before results existed).
+local K_RESULTS = KEYS[20]
 
 local PRIO_SHIFT = 1099511627776 -- 2^40: priority above, enqueue order below
 local TPUT_BUCKET = 10000        -- throughput buckets of 10 s; six make a minute
@@ -62,6 +65,7 @@ local function deleteJobs(ids)
     local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
     redis.call('HDEL', K_JOBS, unpack(chunk))
     redis.call('HDEL', K_META, unpack(chunk))
+    if K_RESULTS then redis.call('HDEL', K_RESULTS, unpack(chunk)) end
   end
 end
 

@@ -180,7 +180,8 @@ TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts
   CHECK(getJob(w.port(), "other", other["id"])["state"] == "waiting");
 }
 
-TEST_CASE("command handlers from the ecosystem file run jobs and a failure shows as last_error", "[worker][queue-api]") {
+TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the result and a failure the last_error",
+          "[worker][queue-api]") {
   RedisServer redis;
   TempDir dir("clusterd-handlers");
   writeFile(dir.file("eco.yaml"),
@@ -196,16 +197,25 @@ TEST_CASE("command handlers from the ecosystem file run jobs and a failure shows
             "      attempts: 1\n"
             "handlers:\n"
             "  copy: [sh, -c, 'cat > " + dir.file("copied.json") + "']\n"
-            "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n");
+            "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n"
+            "  count: [sh, -c, 'echo \"{\\\"rows\\\": 3}\"']\n");
   WorkerProcess w({"--ecosystem", dir.file("eco.yaml"), "--app", "api"});
   json ok = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"copy","data":{"k":"v"}})"));
   json bad = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"broken"})"));
+  json counted = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"count"})"));
   REQUIRE(waitFor([&] { return getJob(w.port(), "work", bad["id"])["state"] == "dead"; }));
   REQUIRE(waitFor([&] { return getJob(w.port(), "work", ok["id"])["state"] == "completed"; }));
+  REQUIRE(waitFor([&] { return getJob(w.port(), "work", counted["id"])["state"] == "completed"; }));
   CHECK(json::parse(readFile(dir.file("copied.json"))) == json{{"k", "v"}});
   json dead = getJob(w.port(), "work", bad["id"]);
   CHECK(dead["last_error"].get<std::string>().find("disk on fire") != std::string::npos);
   CHECK(dead["attempts_made"] == 1);
+  CHECK(dead["result"].is_null());
+  // A command's stdout is its job's result: JSON here; none for a silent one.
+  CHECK(getJob(w.port(), "work", counted["id"])["result"] == json{{"rows", 3}});
+  json copied = getJob(w.port(), "work", ok["id"]);
+  REQUIRE(copied.contains("result"));
+  CHECK(copied["result"].is_null());
 }
 
 TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and back to 200", "[worker][queue-api][health]") {
