@@ -25,6 +25,7 @@
 #include "cli/control_client.h"
 #include "cli/master_verbs.h"
 #include "cli/root.h"
+#include "master/reaper.h"
 #include "master/trampoline.h"
 
 namespace {
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   // The in-process daemon (no clusterd-master installed) starts workers
   // through this trampoline.
   if (clusterd::master::isExecTrampoline(argc, argv)) return clusterd::master::runExecTrampoline(argc, argv);
+  if (clusterd::master::isReaper(argc, argv)) return clusterd::master::runReaper(argc, argv);
   if (!runsHere(argc, argv)) {
     std::string full = siblingExe(selfExe(argv[0]), "clusterd-full");
     ::execv(full.c_str(), argv);

@@ -23,6 +23,7 @@
 #include "master/control.h"
 #include "master/notify.h"
 #include "master/orphans.h"
+#include "master/reaper.h"
 #include "master/supervisor.h"
 #include "master/uv_platform.h"
 
@@ -57,8 +58,6 @@ bool prepareHome(const std::string& home, std::string& err) {
 namespace {
 
 constexpr std::string_view kLog = "daemon";
-// How long the orphans of a previous daemon get between SIGTERM and SIGKILL.
-constexpr std::chrono::milliseconds kOrphanGrace{1000};
 
 // Tells a service manager (systemd Type=notify) about the daemon itself, when
 // it started us with NOTIFY_SOCKET. Best effort: a failure is only logged.
@@ -86,7 +85,8 @@ class Daemon {
           if (supervisor_) supervisor_->onNotify(pid, m);
         }),
         ledger_(uv_default_loop(), groupsPath(o.home)),
-        sweep_(uv_default_loop(), kOrphanGrace) {}
+        sweep_(uv_default_loop(), kOrphanGrace),
+        reaper_(uv_default_loop(), o.self_exe, o.home) {}
 
   int run() {
     std::string err;
@@ -109,6 +109,8 @@ class Daemon {
     // daemon's ledger rewrites it.
     sweep_.start(groupsPath(options_.home));
     platform_.setLedger(&ledger_);
+    // Should this daemon die by SIGKILL, the reaper sweeps its workers' groups.
+    reaper_.start();
     auto ns = notify_.start("clusterd-notify-" + std::to_string(::getpid()));
     if (!ns) {
       log::error(kLog, "{}", ns.error().message);
@@ -189,7 +191,8 @@ class Daemon {
     if (shutting_down_ && cmd != "ping") return {{"ok", false}, {"error", "the daemon is shutting down"}};
     try {
       if (cmd == "ping")
-        return {{"ok", true}, {"pid", ::getpid()}, {"home", options_.home}, {"version", "0.1.0"}};
+        return {{"ok", true}, {"pid", ::getpid()}, {"home", options_.home}, {"version", "0.1.0"},
+                {"reaper", reaper_.pid()}};
       if (cmd == "status") return {{"ok", true}, {"workers", supervisor_->statusJson()}};
       if (cmd == "start" && req.contains("target")) {
         auto r = supervisor_->startTarget(req.value("target", ""));
@@ -304,6 +307,7 @@ class Daemon {
   NotifyServer notify_;
   GroupLedger ledger_;
   OrphanSweep sweep_;
+  ReaperProcess reaper_;
   std::unique_ptr<Supervisor> supervisor_;
   UniqueFd lock_;
   UvHandle<uv_signal_t> sigterm_, sigint_, sighup_;

@@ -4,6 +4,7 @@
 //
 //   clusterd-master --home DIR [--clusterd PATH]
 //   clusterd-master __exec <master pid> <0|1> <program> [args...]
+//   clusterd-master __reap <home> <daemon pid> <daemon start time>
 //
 // Operators start it through `clusterd daemon [--foreground]` or
 // `clusterd start`; --clusterd names the binary that runs builtin:worker
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "master/daemon.h"
+#include "master/reaper.h"
 #include "master/trampoline.h"
 
 namespace {
@@ -40,6 +42,7 @@ int usage() {
 int main(int argc, char** argv) {
   using namespace clusterd::master;
   if (isExecTrampoline(argc, argv)) return runExecTrampoline(argc, argv);
+  if (isReaper(argc, argv)) return runReaper(argc, argv);
   DaemonOptions o;
   o.self_exe = selfPath(argv[0]);
   for (int i = 1; i < argc; ++i) {

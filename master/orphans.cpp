@@ -123,38 +123,99 @@ std::string currentBootId() {
   return id;
 }
 
-std::string formatGroups(const std::string& boot_id, const std::vector<GroupRecord>& groups) {
-  std::string out = std::string(kMagic) + "\nboot " + boot_id + "\n";
-  for (auto& g : groups)
+std::optional<ProcessId> selfProcessId() {
+  auto ids = readStat(::getpid());
+  if (!ids) return std::nullopt;
+  return ProcessId{::getpid(), ids->start_time};
+}
+
+std::string formatGroups(const std::string& boot_id, const GroupsFile& file) {
+  std::string out = std::string(kMagic) + "\nboot " + boot_id + "\ndaemon " +
+                    std::to_string(file.daemon.pid) + " " + std::to_string(file.daemon.start_time) + "\n";
+  for (auto& g : file.groups)
     out += std::to_string(g.pgid) + " " + std::to_string(g.pid) + " " + std::to_string(g.start_time) + "\n";
   return out;
 }
 
-std::vector<GroupRecord> parseGroups(std::string_view text, const std::string& boot_id) {
-  std::vector<GroupRecord> out;
+namespace {
+
+// "<a> <b>" and "<a> <b> <c>": numbers separated by one space.
+bool twoNumbers(std::string_view line, pid_t& a, uint64_t& b) {
+  size_t sp = line.find(' ');
+  return sp != std::string_view::npos && toNumber(line.substr(0, sp), a) && toNumber(line.substr(sp + 1), b);
+}
+
+bool threeNumbers(std::string_view line, pid_t& a, pid_t& b, uint64_t& c) {
+  size_t sp = line.find(' ');
+  return sp != std::string_view::npos && toNumber(line.substr(0, sp), a) && twoNumbers(line.substr(sp + 1), b, c);
+}
+
+}  // namespace
+
+std::optional<GroupsFile> parseGroups(std::string_view text, const std::string& boot_id) {
+  GroupsFile out;
   int line_no = 0;
   while (!text.empty()) {
     size_t nl = text.find('\n');
     std::string_view line = text.substr(0, nl);
     text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
     ++line_no;
-    if (line_no == 1 && line != kMagic) return {};
-    if (line_no == 2 && (boot_id.empty() || line != "boot " + boot_id)) return {};
-    if (line_no <= 2 || line.empty()) continue;
+    if (line_no == 1 && line != kMagic) return std::nullopt;
+    if (line_no == 2 && (boot_id.empty() || line != "boot " + boot_id)) return std::nullopt;
+    if (line_no == 3) {
+      std::string_view word = "daemon ";
+      if (!line.starts_with(word) || !twoNumbers(line.substr(word.size()), out.daemon.pid, out.daemon.start_time))
+        return std::nullopt;
+      continue;
+    }
+    if (line_no <= 3 || line.empty()) continue;
     GroupRecord g;
-    size_t a = line.find(' ');
-    size_t b = a == std::string_view::npos ? a : line.find(' ', a + 1);
-    if (b == std::string_view::npos || !toNumber(line.substr(0, a), g.pgid) ||
-        !toNumber(line.substr(a + 1, b - a - 1), g.pid) || !toNumber(line.substr(b + 1), g.start_time) ||
-        g.pgid <= 1 || g.pid <= 1)
-      continue;  // a damaged line names no group we could safely signal
-    out.push_back(g);
+    // A damaged line names no group that could be signalled safely; pid 0
+    // and 1 never are.
+    if (threeNumbers(line, g.pgid, g.pid, g.start_time) && g.pgid > 1 && g.pid > 1) out.groups.push_back(g);
   }
+  if (line_no < 3) return std::nullopt;
   return out;
 }
 
+std::optional<GroupsFile> readGroups(const std::string& path) {
+  return parseGroups(readSmallFile(path), currentBootId());
+}
+
+std::vector<GroupRecord> signalLeftovers(const std::vector<GroupRecord>& groups, int sig,
+                                         std::chrono::milliseconds grace) {
+  std::vector<GroupRecord> ours;
+  for (auto& g : groups)
+    if (stillTheWorkersGroup(g)) ours.push_back(g);
+  auto members = scanGroups(ours);
+  std::vector<GroupRecord> signalled;
+  for (auto& g : ours) {
+    auto it = members.find(g.pgid);
+    if (it == members.end()) {
+      if (sig == SIGKILL) log::info(kLog, "process group {} ended after SIGTERM", g.pgid);
+      continue;
+    }
+    if (sig == SIGKILL)
+      log::warn(kLog, "process group {} still runs {} {} ms after SIGTERM; SIGKILL", g.pgid,
+                describe(it->second), grace.count());
+    else
+      log::warn(kLog, "process group {} of worker pid {} of a daemon that is gone still runs {}; SIGTERM",
+                g.pgid, g.pid, describe(it->second));
+    ::kill(-g.pgid, sig);
+    signalled.push_back(g);
+  }
+  return signalled;
+}
+
+bool anyLeftovers(const std::vector<GroupRecord>& groups) {
+  std::vector<GroupRecord> ours;
+  for (auto& g : groups)
+    if (stillTheWorkersGroup(g)) ours.push_back(g);
+  return !scanGroups(ours).empty();
+}
+
 GroupLedger::GroupLedger(uv_loop_t* loop, std::string path)
-    : path_(std::move(path)), boot_id_(currentBootId()) {
+    : path_(std::move(path)), boot_id_(currentBootId()), self_(selfProcessId().value_or(ProcessId{})) {
   uv_timer_init(loop, timer_.get());
   timer_->data = this;
   uv_unref(timer_.handle());
@@ -182,9 +243,9 @@ void GroupLedger::schedule() {
 void GroupLedger::flush() {
   if (!dirty_) return;
   dirty_ = false;
-  std::vector<GroupRecord> groups;
-  for (auto& [pid, start] : live_) groups.push_back({pid, pid, start});
-  std::string text = formatGroups(boot_id_, groups);
+  GroupsFile file{self_, {}};
+  for (auto& [pid, start] : live_) file.groups.push_back({pid, pid, start});
+  std::string text = formatGroups(boot_id_, file);
   std::string tmp = path_ + ".tmp";
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   bool ok = static_cast<bool>(fd) &&
@@ -199,19 +260,9 @@ OrphanSweep::OrphanSweep(uv_loop_t* loop, std::chrono::milliseconds grace)
     : loop_(loop), grace_(grace) {}
 
 int OrphanSweep::start(const std::string& path) {
-  std::vector<GroupRecord> recorded = parseGroups(readSmallFile(path), currentBootId());
-  std::vector<GroupRecord> live;
-  for (auto& g : recorded)
-    if (stillTheWorkersGroup(g)) live.push_back(g);
-  auto members = scanGroups(live);
-  for (auto& g : live) {
-    auto it = members.find(g.pgid);
-    if (it == members.end()) continue;
-    log::warn(kLog, "process group {} of worker pid {} of a previous daemon still runs {}; SIGTERM",
-              g.pgid, g.pid, describe(it->second));
-    ::kill(-g.pgid, SIGTERM);
-    pending_.push_back(g);
-  }
+  auto file = readGroups(path);
+  if (!file) return 0;
+  pending_ = signalLeftovers(file->groups, SIGTERM, grace_);
   if (!pending_.empty()) {
     uv_timer_init(loop_, timer_.get());
     timer_->data = this;
@@ -223,21 +274,7 @@ int OrphanSweep::start(const std::string& path) {
 }
 
 void OrphanSweep::finish() {
-  std::vector<GroupRecord> live;
-  for (auto& g : pending_)
-    if (stillTheWorkersGroup(g)) live.push_back(g);
-  pending_.clear();
-  auto members = scanGroups(live);
-  for (auto& g : live) {
-    auto it = members.find(g.pgid);
-    if (it == members.end()) {
-      log::info(kLog, "process group {} ended after SIGTERM", g.pgid);
-      continue;
-    }
-    log::warn(kLog, "process group {} still runs {} {} ms after SIGTERM; SIGKILL", g.pgid,
-              describe(it->second), grace_.count());
-    ::kill(-g.pgid, SIGKILL);
-  }
+  signalLeftovers(std::exchange(pending_, {}), SIGKILL, grace_);
   timer_.reset();
 }
 

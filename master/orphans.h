@@ -16,10 +16,15 @@
 // recorded one means the group died and the number was reused, and it is
 // left alone. Records from an earlier boot (another boot id) are ignored.
 //
-// File format, one record per line after a two-line header:
+// If the daemon dies, its reaper process (master/reaper.h) runs the same
+// sweep at once over the file, provided the file still names that daemon.
+//
+// File format, a three-line header and one record per line:
 //   clusterd-groups 1
 //   boot <contents of /proc/sys/kernel/random/boot_id>
-//   <pgid> <leader pid> <leader start time, clock ticks since boot (stat field 22)>
+//   daemon <pid> <start time>
+//   <pgid> <leader pid> <leader start time>
+// Start times are clock ticks since boot (field 22 of /proc/<pid>/stat).
 #pragma once
 
 #include <sys/types.h>
@@ -44,6 +49,18 @@ struct GroupRecord {
   bool operator==(const GroupRecord&) const = default;
 };
 
+// A process told apart from any later one with the same pid.
+struct ProcessId {
+  pid_t pid = 0;
+  uint64_t start_time = 0;
+  bool operator==(const ProcessId&) const = default;
+};
+
+struct GroupsFile {
+  ProcessId daemon;  // the daemon that wrote the file
+  std::vector<GroupRecord> groups;
+};
+
 // The fields of /proc/<pid>/stat the sweep needs.
 struct StatIds {
   char state = '?';
@@ -52,13 +69,26 @@ struct StatIds {
   std::string comm;
 };
 std::optional<StatIds> parseStatIds(std::string_view stat);
+// This process, or nullopt when /proc cannot tell.
+std::optional<ProcessId> selfProcessId();
 
 std::string groupsPath(const std::string& home);
 std::string currentBootId();
-std::string formatGroups(const std::string& boot_id, const std::vector<GroupRecord>& groups);
-// The records of `text` when it was written during boot `boot_id`; none
-// otherwise (another boot, or not a groups file).
-std::vector<GroupRecord> parseGroups(std::string_view text, const std::string& boot_id);
+std::string formatGroups(const std::string& boot_id, const GroupsFile& file);
+// The file written during boot `boot_id`; nullopt for another boot or text
+// that is not a groups file. Damaged record lines are skipped.
+std::optional<GroupsFile> parseGroups(std::string_view text, const std::string& boot_id);
+// Reads and parses the file at `path` (nullopt when absent or unusable).
+std::optional<GroupsFile> readGroups(const std::string& path);
+
+// Sends `sig` (SIGTERM, then SIGKILL) to each of `groups` that is still the
+// worker's and still has processes, logging each process; returns the
+// groups signalled. With SIGKILL, `grace` is the time since the SIGTERM
+// (for the log), and a group that has ended is logged as such.
+std::vector<GroupRecord> signalLeftovers(const std::vector<GroupRecord>& groups, int sig,
+                                         std::chrono::milliseconds grace);
+// True while any of `groups` has a process that is not a zombie.
+bool anyLeftovers(const std::vector<GroupRecord>& groups);
 
 // Keeps the groups file of a running daemon in step with its workers.
 class GroupLedger {
@@ -76,6 +106,7 @@ class GroupLedger {
 
   std::string path_;
   std::string boot_id_;
+  ProcessId self_;
   std::map<pid_t, uint64_t> live_;  // leader pid -> start time
   UvHandle<uv_timer_t> timer_;
   bool dirty_ = false;

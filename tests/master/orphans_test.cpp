@@ -1,7 +1,8 @@
-// The orphan sweep: a daemon killed with SIGKILL takes its workers with it,
-// and the next daemon for the home ends what those workers had forked; a
-// recorded group whose leader pid now belongs to another process is left
-// alone. Also the groups file codec and the /proc/<pid>/stat fields it uses.
+// Orphans: a daemon killed with SIGKILL takes its workers with it, and its
+// reaper ends what those workers had forked; when the reaper was stopped
+// too, the next daemon for the home does. A recorded group whose leader pid
+// now belongs to another process is left alone. Also the groups file codec
+// and the /proc/<pid>/stat fields it uses.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -32,12 +33,11 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-}  // namespace
-
-TEST_CASE("the next daemon ends what the workers of a SIGKILLed daemon forked") {
-  DaemonUnderTest d;
+// A worker that forked a child which ignores SIGTERM; returns {worker, child}
+// once the groups file names the worker.
+std::pair<pid_t, pid_t> startParent(DaemonUnderTest& d) {
   std::string child_file = d.home() + "/child.pid";
-  // The child ignores SIGTERM, so the sweep has to go on to SIGKILL.
+  ::unlink(child_file.c_str());
   REQUIRE(d.start(testApp("parent", 1, 0, {"--fork-child", child_file}))["ok"] == true);
   REQUIRE(d.waitOnline("parent", 1));
   REQUIRE(waitFor([&] { return !readFile(child_file).empty(); }));
@@ -46,18 +46,65 @@ TEST_CASE("the next daemon ends what the workers of a SIGKILLed daemon forked") 
   REQUIRE(waitFor([&] {
     return contains(readFile(groupsPath(d.home())), "\n" + std::to_string(worker) + " ");
   }));
+  return {worker, child};
+}
+
+// Stops the reaper of a daemon for the test, and kills it at the end.
+struct StoppedReaper {
+  explicit StoppedReaper(DaemonUnderTest& d) : pid(d.call({{"cmd", "ping"}})["reaper"].get<pid_t>()) {
+    REQUIRE(pid > 0);
+    REQUIRE(::kill(pid, SIGSTOP) == 0);
+  }
+  ~StoppedReaper() { ::kill(pid, SIGKILL); }
+  pid_t pid;
+};
+
+}  // namespace
+
+TEST_CASE("what the workers of a daemon killed with SIGKILL forked is ended by its reaper") {
+  DaemonUnderTest d;
+  auto [worker, child] = startParent(d);
+  d.crash();
+  CHECK(waitFor([&] { return !processAlive(worker); }, seconds(5)));
+  // The child ignores SIGTERM: the reaper goes on to SIGKILL after its grace.
+  CHECK(waitFor([&] { return !processAlive(child); }, seconds(10)));
+  std::string log = readFile(d.home() + "/daemon.out");
+  INFO(log);
+  CHECK(contains(log, "process group " + std::to_string(worker) + " of worker pid " +
+                          std::to_string(worker) + " of a daemon that is gone still runs " +
+                          std::to_string(child)));
+  CHECK(contains(log, "SIGKILL"));
+}
+
+TEST_CASE("the next daemon ends what the workers of a SIGKILLed daemon forked when its reaper could not") {
+  DaemonUnderTest d;
+  auto [worker, child] = startParent(d);
+  StoppedReaper reaper(d);
   d.crash();
   REQUIRE(waitFor([&] { return !processAlive(worker); }, seconds(5)));
-  // Nothing but the sweep ends the child: the parent-death signal is not inherited.
+  // Nothing else ends the child: the parent-death signal is not inherited.
   REQUIRE(processAlive(child));
   d.startAgain();
   CHECK(waitFor([&] { return !processAlive(child); }, seconds(10)));
   std::string log = readFile(d.home() + "/daemon.out");
   INFO(log);
   CHECK(contains(log, "process group " + std::to_string(worker) + " of worker pid " +
-                          std::to_string(worker) + " of a previous daemon still runs " +
+                          std::to_string(worker) + " of a daemon that is gone still runs " +
                           std::to_string(child)));
   CHECK(contains(log, "SIGKILL"));
+}
+
+TEST_CASE("the reaper of a dead daemon leaves alone the workers of a newer daemon on the home") {
+  DaemonUnderTest d;
+  StoppedReaper old_reaper(d);
+  d.crash();
+  d.startAgain();
+  auto [worker, child] = startParent(d);
+  // The old reaper wakes up to a groups file that names the new daemon.
+  REQUIRE(::kill(old_reaper.pid, SIGCONT) == 0);
+  REQUIRE(waitFor([&] { return !processAlive(old_reaper.pid); }, seconds(5)));
+  CHECK(processAlive(worker));
+  CHECK(processAlive(child));
 }
 
 TEST_CASE("the sweep leaves alone a recorded group whose leader pid is another process now") {
@@ -71,9 +118,10 @@ TEST_CASE("the sweep leaves alone a recorded group whose leader pid is another p
   REQUIRE(waitFor([&] {
     return ::getpgid(ours.pid()) == ours.pid() && ::getpgid(reused.pid()) == reused.pid();
   }));
-  std::vector<GroupRecord> records = {{ours.pid(), ours.pid(), startTimeOf(ours.pid())},
-                                      {reused.pid(), reused.pid(), startTimeOf(reused.pid()) + 1}};
-  writeFile(groupsPath(d.home()), formatGroups(currentBootId(), records));
+  GroupsFile file{{1234, 5678},
+                  {{ours.pid(), ours.pid(), startTimeOf(ours.pid())},
+                   {reused.pid(), reused.pid(), startTimeOf(reused.pid()) + 1}}};
+  writeFile(groupsPath(d.home()), formatGroups(currentBootId(), file));
   d.startAgain();
   CHECK(ours.wait(seconds(10)) != -1);
   // The log line comes when the grace period ends, after the only signals sent.
@@ -86,14 +134,19 @@ TEST_CASE("the sweep leaves alone a recorded group whose leader pid is another p
 }
 
 TEST_CASE("the groups file keeps its records for the same boot only") {
-  std::vector<GroupRecord> records = {{100, 100, 5}, {2345, 2345, 987654321}};
-  std::string text = formatGroups("boot-a", records);
-  CHECK(parseGroups(text, "boot-a") == records);
-  CHECK(parseGroups(text, "boot-b").empty());
-  CHECK(parseGroups("something else\nboot boot-a\n100 100 5\n", "boot-a").empty());
+  GroupsFile file{{42, 77}, {{100, 100, 5}, {2345, 2345, 987654321}}};
+  std::string text = formatGroups("boot-a", file);
+  auto back = parseGroups(text, "boot-a");
+  REQUIRE(back);
+  CHECK(back->daemon == file.daemon);
+  CHECK(back->groups == file.groups);
+  CHECK(!parseGroups(text, "boot-b"));
+  CHECK(!parseGroups("something else\nboot boot-a\ndaemon 1 2\n100 100 5\n", "boot-a"));
+  CHECK(!parseGroups("clusterd-groups 1\nboot boot-a\n100 100 5\n", "boot-a"));
   // A damaged line is skipped; pid 1 and 0 are never signalled.
-  CHECK(parseGroups("clusterd-groups 1\nboot x\n12 12\n1 1 3\n0 0 3\n7 7 9\n", "x") ==
-        std::vector<GroupRecord>{{7, 7, 9}});
+  auto damaged = parseGroups("clusterd-groups 1\nboot x\ndaemon 9 9\n12 12\n1 1 3\n0 0 3\n7 7 9\n", "x");
+  REQUIRE(damaged);
+  CHECK(damaged->groups == std::vector<GroupRecord>{{7, 7, 9}});
 }
 
 TEST_CASE("stat fields are read after a command name with spaces and parentheses") {
