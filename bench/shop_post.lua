@@ -1,9 +1,21 @@
 -- wrk script for bench/shop.sh: POST /v1/orders with one line on a random
 -- SKU among SHOP_SKUS (default 1000) per request, for a customer at
--- bench.example (a domain the demo does not throttle).
+-- bench.example (a domain the demo does not throttle). With SHOP_THINK_MS
+-- set to "MIN-MAX", each connection is a user who waits a random MIN..MAX ms
+-- after each answer before the next checkout (wrk's delay()); latency is
+-- still measured from the request's send to its answer.
 local skus = tonumber(os.getenv("SHOP_SKUS") or "1000")
 local counter = 0
-math.randomseed(os.time())
+-- Each wrk thread loads this script in its own Lua state: seed per state.
+math.randomseed(os.time() + tonumber(tostring({}):match("0x(%x+)") or "0", 16) % 1000003)
+
+local think = os.getenv("SHOP_THINK_MS")
+if think and think ~= "" then
+  local lo, hi = think:match("^(%d+)-(%d+)$")
+  lo, hi = tonumber(lo), tonumber(hi)
+  if not lo or hi < lo then error("SHOP_THINK_MS: expected MIN-MAX in ms, like 50-150") end
+  delay = function() return math.random(lo, hi) end
+end
 
 request = function()
   counter = counter + 1
