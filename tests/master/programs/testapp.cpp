@@ -15,6 +15,8 @@
 //   --status TEXT        send STATUS=TEXT at start
 //   --say TEXT           print TEXT to stdout and "err: TEXT" to stderr at start
 //   --port N             listen on 127.0.0.1:N when no LISTEN_FDS
+//   --reuseport          ... with SO_REUSEPORT (several processes on one port, as under
+//                        the master; bench/master_accept.py compares the two)
 //   --delay MS           each response takes this long
 //
 // GET /     -> "pid <pid> instance <CLUSTERD_INSTANCE>\n"
@@ -76,7 +78,7 @@ struct Conn {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool ready = false, ignore_term = false, stats = false;
+  bool ready = false, ignore_term = false, stats = false, reuseport = false;
   long long ready_delay = 0, crash_after = -1, watchdog = 0, hang_after = -1, delay = 0;
   int leak_mb = 0, port = 0;
   std::string fork_file, status, say, ready_file;
@@ -100,6 +102,7 @@ int main(int argc, char** argv) {
     else if (a == "--status") status = next();
     else if (a == "--say") say = next();
     else if (a == "--port") port = std::atoi(next().c_str());
+    else if (a == "--reuseport") reuseport = true;
     else if (a == "--delay") delay = std::atoll(next().c_str());
     else {
       std::fprintf(stderr, "testapp: unknown option %s\n", a.c_str());
@@ -140,6 +143,7 @@ int main(int argc, char** argv) {
     lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport) setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""New-connection throughput through the master's shared sockets, against nginx, in one run.
+
+One request per connection (`wrk -H 'Connection: close'`), so every request is an accept on a
+listening socket. The systems, each with the same number of processes:
+  nginx       nginx, `return 200`, `listen ... reuseport` (one socket per worker)
+  clusterd    the C++ test worker (tests/master/programs/testapp.cpp) in cluster mode under
+              the clusterd master: one SO_REUSEPORT socket per slot, held by the master
+  standalone  the same test worker without a master: WORKERS processes, each binding its
+              own SO_REUSEPORT socket on one port (the backlog is the test worker's 128)
+Rounds alternate between the systems in a rotating order so that a change in the machine's
+load hits each alike; the medians and the ratio to nginx are printed.
+
+Usage: bench/master_accept.py [BUILD_DIR]   (env: ROUNDS=5, DUR=5, CONNS=100, WORKERS=2)
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build"))
+CLUSTERD = os.path.join(BUILD, "cli", "clusterd")
+TESTAPP = os.path.join(BUILD, "tests", "master", "master_testapp")
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+DUR = int(os.environ.get("DUR", "5"))
+CONNS = int(os.environ.get("CONNS", "100"))
+WORKERS = int(os.environ.get("WORKERS", "2"))
+TMP = tempfile.mkdtemp(prefix="clusterd-accept-")
+HOME = os.path.join(TMP, "home")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_serving(port, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing serves on port %d" % port)
+
+
+def wrk(port):
+    out = subprocess.run(["wrk", "-t2", "-c%d" % CONNS, "-d%ds" % DUR, "-H", "Connection: close",
+                          "http://127.0.0.1:%d/" % port], capture_output=True, text=True,
+                         timeout=DUR + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return rps, (sum(int(x) for x in m.groups()) if m else 0)
+
+
+def main():
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            raise SystemExit("%s is required" % tool)
+    ports = {"nginx": free_port(), "clusterd": free_port()}
+    ndir = os.path.join(TMP, "nginx")
+    os.makedirs(ndir)
+    conf = os.path.join(ndir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("worker_processes %d; pid %s/nginx.pid; error_log %s/error.log; daemon off;\n"
+                "events { worker_connections 4096; }\n"
+                "http { access_log off; server { listen 127.0.0.1:%d reuseport; "
+                "location / { return 200 \"ok\"; } } }\n" % (WORKERS, ndir, ndir, ports["nginx"]))
+    procs = [subprocess.Popen(["nginx", "-c", conf, "-p", ndir], stderr=subprocess.DEVNULL)]
+    try:
+        subprocess.run([CLUSTERD, "--home", HOME, "daemon"], check=True, capture_output=True)
+        app = {"name": "accept", "script": TESTAPP, "args": ["--ready"], "exec_mode": "cluster",
+               "instances": WORKERS, "wait_ready": True, "base_dir": TMP,
+               "listen": {"kind": "tcp", "host": "127.0.0.1", "port": ports["clusterd"],
+                          "text": "127.0.0.1:%d" % ports["clusterd"]}}
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(HOME, "clusterd.sock"))
+        s.sendall((json.dumps({"cmd": "start", "apps": [app]}) + "\n").encode())
+        reply = json.loads(s.makefile().readline())
+        if not reply.get("ok"):
+            raise SystemExit("clusterd start failed: %s" % reply)
+        ports["standalone"] = free_port()
+        for _ in range(WORKERS):
+            procs.append(subprocess.Popen([TESTAPP, "--port", str(ports["standalone"]), "--reuseport"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in ports.values():
+            wait_serving(port)
+        names = list(ports)
+        for name in names:
+            wrk(ports[name])  # warm-up
+        rps = {n: [] for n in names}
+        errors = {n: 0 for n in names}
+        for r in range(ROUNDS):
+            order = names[r % len(names):] + names[:r % len(names)]
+            for name in order:
+                x, e = wrk(ports[name])
+                rps[name].append(x)
+                errors[name] += e
+            print("round %d: %s" % (r + 1, ", ".join("%s %.0f" % (n, rps[n][-1]) for n in names)),
+                  file=sys.stderr, flush=True)
+        base = statistics.median(rps["nginx"])
+        print("date %s, %d worker(s) each, wrk -t2 -c%d -d%ds Connection: close, %d rounds"
+              % (time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), WORKERS, CONNS, DUR, ROUNDS))
+        for name in names:
+            med = statistics.median(rps[name])
+            print("%-10s median %8.0f req/s  (%.3f of nginx)  rounds %s  socket errors %d"
+                  % (name, med, med / base, " / ".join("%.0f" % x for x in rps[name]), errors[name]))
+    finally:
+        subprocess.run([CLUSTERD, "--home", HOME, "kill"], capture_output=True, timeout=60)
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
