@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "queue/codec.h"
+#include "queue/names.h"
 #include "queue/redis.h"
 #include "queue/scripts.h"
 
@@ -117,7 +118,7 @@ void Client::enqueue(const std::string& queue, NewJob job, Callback<Enqueued> cb
 
 void Client::enqueueBulk(const std::string& queue, std::vector<NewJob> jobs, Callback<std::vector<Enqueued>> cb) {
   if (!validQueueName(queue))
-    return cb(Error{fmt::format("invalid queue name '{}': use 1-128 of A-Z a-z 0-9 _ . - :", queue)});
+    return cb(Error{fmt::format("invalid queue name '{}': use {}", queue, kQueueNameRule)});
   if (jobs.empty()) return cb(std::vector<Enqueued>{});
   constexpr size_t kBatch = 500;
   struct State {

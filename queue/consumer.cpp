@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "queue/consumer_impl.h"
+#include "queue/names.h"
 
 namespace clusterd::queue {
 
@@ -50,7 +51,7 @@ Result<std::unique_ptr<Consumer>> Consumer::create(uv_loop_t* loop, ConsumerOpti
   if (options.queues.empty()) return Error{"a consumer needs at least one queue"};
   for (auto& q : options.queues) {
     if (!validQueueName(q.name))
-      return Error{fmt::format("invalid queue name '{}': use 1-128 of A-Z a-z 0-9 _ . - :", q.name)};
+      return Error{fmt::format("invalid queue name '{}': use {}", q.name, kQueueNameRule)};
     if (q.concurrency < 1) return Error{fmt::format("queue '{}': concurrency must be at least 1", q.name)};
     if (q.lease.count() != 0 && q.lease.count() < 100)
       return Error{fmt::format("queue '{}': the lease must be at least 100 ms", q.name)};

@@ -35,13 +35,6 @@ std::vector<std::string> queueKeys(const std::string& queue) {
 
 std::string wakeKey(const std::string& queue) { return "cq:{" + queue + "}:wake"; }
 
-bool validQueueName(const std::string& name) {
-  if (name.empty() || name.size() > 128) return false;
-  for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-' || c == ':')) return false;
-  return true;
-}
-
 ScriptRunner::ScriptRunner(RedisConnection& conn) : conn_(conn) {
   conn_.onReady([this] { load(); });
 }

@@ -31,10 +31,6 @@ inline const char* kQueuesKey = "cq:queues";
 // The wake-up key a consumer blocks on (BZPOPMIN) for this queue.
 std::string wakeKey(const std::string& queue);
 
-// Valid queue names: 1-128 characters of [A-Za-z0-9_.:-], as the ecosystem
-// file allows (config::isValidQueueName).
-bool validQueueName(const std::string& name);
-
 // Runs scripts on one connection, EVALSHA first.
 class ScriptRunner {
  public:

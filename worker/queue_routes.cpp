@@ -33,7 +33,7 @@
 #include "config/load.h"
 #include "queue/client.h"
 #include "queue/job.h"
-#include "queue/scripts.h"
+#include "queue/names.h"
 #include "worker/queue_link.h"
 #include "worker/worker.h"
 
@@ -156,7 +156,7 @@ class QueueRoutes {
   void enqueue(const Request& req, Responder res) {
     std::string queue_name(req.param("queue"));
     if (!queue::validQueueName(queue_name))
-      return res.error(400, "invalid queue name: use 1-100 of A-Z a-z 0-9 _ . -", "queue");
+      return res.error(400, fmt::format("invalid queue name '{}': use {}", queue_name, queue::kQueueNameRule), "queue");
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded()) return res.error(400, "the body is not valid JSON", "body");
     std::vector<queue::NewJob> jobs;
@@ -213,7 +213,7 @@ class QueueRoutes {
   void job(const Request& req, Responder res) {
     std::string queue_name(req.param("queue")), id(req.param("id"));
     if (!queue::validQueueName(queue_name))
-      return res.error(400, "invalid queue name: use 1-100 of A-Z a-z 0-9 _ . -", "queue");
+      return res.error(400, fmt::format("invalid queue name '{}': use {}", queue_name, queue::kQueueNameRule), "queue");
     if (unavailable(res)) return;
     watch(res);
     w_.queueClient()->job(queue_name, id, [this, res, queue_name, id](Result<std::optional<queue::Job>> r) mutable {

@@ -105,6 +105,7 @@ TEST_CASE("bad bodies and fields answer 400 naming the field", "[worker][queue-a
       {"/v1/queues/q/jobs", R"([{"name":"a"},{"name":"b","attempts":-1}])", "[1].attempts"},
       {"/v1/queues/q/jobs", R"([{"name":"a"},"b"])", "[1]"},
       {"/v1/queues/bad%20name/jobs", R"({"name":"x"})", "queue"},
+      {"/v1/queues/" + std::string(129, 'q') + "/jobs", R"({"name":"x"})", "queue"},
   };
   for (const auto& c : cases) {
     INFO(c.path << " " << c.body);
@@ -117,6 +118,16 @@ TEST_CASE("bad bodies and fields answer 400 naming the field", "[worker][queue-a
   }
   // Nothing from the failed requests was enqueued (the array is all or nothing).
   CHECK(body(httpGet(w.port(), "/v1/queues")).empty());
+  // The queue name rule is the queue module's (and the ecosystem file's): up to
+  // 128 characters, ':' allowed; the error names the rule.
+  auto bad = httpGet(w.port(), "/v1/queues/bad%20name/jobs/1");
+  REQUIRE(bad);
+  CHECK(bad->status == 400);
+  CHECK(json::parse(bad->body)["error"] == "invalid queue name 'bad name': use 1-128 characters of A-Z a-z 0-9 _ . - :");
+  std::string longest = "tenant:7." + std::string(119, 'q');
+  auto ok = httpPost(w.port(), "/v1/queues/" + longest + "/jobs", R"({"name":"x"})");
+  REQUIRE(ok);
+  CHECK(ok->status == 202);
 }
 
 TEST_CASE("a unique key enqueues once and answers the first id again", "[worker][queue-api]") {
