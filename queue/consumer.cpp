@@ -86,9 +86,18 @@ void Consumer::onCompleted(std::function<void(const std::string&, const std::str
 }
 
 ConsumerStats Consumer::stats() const {
-  ConsumerStats s = impl_->stats_;
-  s.in_flight = 0;
-  for (auto& q : impl_->queues_) s.in_flight += q->in_flight;
+  ConsumerStats s;
+  for (auto& q : impl_->queues_) {
+    QueueJobStats qs = q->stats;
+    qs.in_flight = q->in_flight;
+    s.completed += qs.completed;
+    s.failed += qs.failed;
+    s.dead += qs.dead;
+    s.stale += qs.stale;
+    s.reserved += qs.reserved;
+    s.in_flight += qs.in_flight;
+    s.by_queue[q->spec.name] = qs;
+  }
   s.redis_ready = impl_->conn_->ready();
   return s;
 }
@@ -188,7 +197,7 @@ void Consumer::Impl::onReserved(QueueState& q, const Reply& r) {
   size_t n = jobs.size() / 3;
   if (n > 0) {
     q.tokens[token] += static_cast<int>(n);
-    stats_.reserved += n;
+    q.stats.reserved += n;
     for (size_t i = 0; i + 2 < jobs.size(); i += 3) {
       Job job;
       job.queue = q.spec.name;
@@ -294,10 +303,10 @@ void Consumer::Impl::flushQueue(QueueState& q) {
                   Reply flags = r.at(0);
                   for (size_t i = 0; i < flags.size(); ++i) {
                     if (flags.at(i).integer() == 1) {
-                      ++stats_.completed;
+                      ++q.stats.completed;
                       if (completed_hook_ && i < acks.size()) completed_hook_(q.spec.name, acks[i].id);
                     } else {
-                      ++stats_.stale;
+                      ++q.stats.stale;
                     }
                   }
                   if (fetch > 0 && r.at(1).size() >= 4) return onReserved(q, r.at(1));

@@ -109,6 +109,16 @@ struct ConsumerOptions {
   std::string client_name = "clusterd-consumer";
 };
 
+// One queue's counters since start; the fields mean what ConsumerStats' do.
+struct QueueJobStats {
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t dead = 0;
+  uint64_t stale = 0;
+  uint64_t reserved = 0;
+  int in_flight = 0;
+};
+
 // Counters since start, for /metrics and the worker's CLUSTERD_STATS line.
 struct ConsumerStats {
   uint64_t completed = 0;  // acknowledged
@@ -118,6 +128,9 @@ struct ConsumerStats {
   uint64_t reserved = 0;   // jobs reserved
   int in_flight = 0;       // jobs running now
   bool redis_ready = false;
+  // The same counters per consumed queue (every queue has an entry); the
+  // fields above are their sums.
+  std::map<std::string, QueueJobStats> by_queue;
 };
 
 class Consumer {

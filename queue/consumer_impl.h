@@ -62,6 +62,7 @@ struct QueueState {
   std::map<uint64_t, std::shared_ptr<Running>> running;
   UvHandle<uv_timer_t> retry;  // after a Redis error
   int retry_ms = 0;
+  QueueJobStats stats;  // in_flight is filled in by Consumer::stats()
 };
 
 class Consumer::Impl {
@@ -110,7 +111,6 @@ class Consumer::Impl {
   std::function<void()> drained_cb_;
   std::function<void(const std::string&, const std::string&)> completed_hook_;
   uint64_t next_seq_ = 0;
-  ConsumerStats stats_;
   std::minstd_rand rng_{std::random_device{}()};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

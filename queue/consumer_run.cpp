@@ -47,7 +47,7 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
   }
   if (!reject.empty()) {
     log::warn("queue", "queue '{}' job {}: {}; moved to dead", q.spec.name, job.id, reject);
-    ++stats_.dead;
+    ++q.stats.dead;
     sendFail(q, job.id, token, "reject", reject, 0, 0);
     return releaseToken(q, token);
   }
@@ -121,13 +121,13 @@ void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, 
     q.acks.push_back(Ack{job.id, run->token, std::move(value)});
     scheduleFlush();
   } else {
-    ++stats_.failed;
+    ++q.stats.failed;
     int attempt = job.attempt + 1;
     if (isPermanentFailure(result.error())) {
-      ++stats_.dead;
+      ++q.stats.dead;
       sendFail(q, job.id, run->token, "permanent", result.error().message, 0, job.priority);
     } else if (attempt >= job.attempts) {
-      ++stats_.dead;
+      ++q.stats.dead;
       sendFail(q, job.id, run->token, "dead", result.error().message, 0, job.priority);
     } else {
       int64_t delay = backoffDelayMs(job.backoff_type, job.backoff_ms, attempt, static_cast<uint32_t>(rng_()));
@@ -152,7 +152,7 @@ void Consumer::Impl::sendFail(QueueState& q, const std::string& id, const std::s
                     log::warn("queue", "queue '{}' job {}: recording '{}' failed ({}); its lease will expire and "
                                        "it will run again", q.spec.name, id, mode_text, r.error());
                   else if (r.integer() == 0)
-                    ++stats_.stale;
+                    ++q.stats.stale;
                   if (draining_) checkDrained();
                 });
 }

@@ -108,6 +108,28 @@ void QueueLink::renderMetrics(std::function<void(std::string text)> done) {
     out += "# HELP clusterd_worker_jobs_in_flight Jobs this worker process is running now.\n";
     out += "# TYPE clusterd_worker_jobs_in_flight gauge\n";
     out += fmt::format("clusterd_worker_jobs_in_flight {}\n", s.in_flight);
+    // The same, by queue: one family per counter, one series per consumed queue.
+    struct Family {
+      const char* name;
+      const char* type;
+      const char* help;
+      uint64_t (*value)(const queue::QueueJobStats&);
+    };
+    static constexpr Family kFamilies[] = {
+        {"clusterd_jobs_processed_total", "counter", "Jobs this worker process completed, by queue.",
+         [](const queue::QueueJobStats& q) { return q.completed; }},
+        {"clusterd_jobs_failed_total", "counter", "Job attempts this worker process failed (retried or dead), by queue.",
+         [](const queue::QueueJobStats& q) { return q.failed; }},
+        {"clusterd_jobs_dead_total", "counter", "Jobs this worker process sent to dead, by queue.",
+         [](const queue::QueueJobStats& q) { return q.dead; }},
+        {"clusterd_jobs_in_flight", "gauge", "Jobs this worker process is running now, by queue.",
+         [](const queue::QueueJobStats& q) { return static_cast<uint64_t>(std::max(q.in_flight, 0)); }},
+    };
+    for (const Family& f : kFamilies) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f.name, f.help, f.name, f.type);
+      for (const auto& [name, qs] : s.by_queue)
+        out += fmt::format("{}{{queue=\"{}\"}} {}\n", f.name, promLabel(name), f.value(qs));
+    }
   }
   if (consumed_.empty() || !connected()) return done(std::move(out));
 

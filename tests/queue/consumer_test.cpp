@@ -37,6 +37,36 @@ TEST_CASE_METHOD(test::QueueFixture, "enqueued jobs run once each and are counte
   CHECK(k.per_min == 300);
 }
 
+TEST_CASE_METHOD(test::QueueFixture, "the consumer counts completed, failed, dead and running jobs per queue") {
+  for (int i = 0; i < 3; ++i) enqueue("ok", newJob("ok"));
+  enqueue("bad", newJob("bad", nullptr, {.attempts = 1}));
+  enqueue("bad", newJob("hold"));
+  auto c = Consumer::create(loop.get(), {.redis_url = redis.url(), .queues = {{"ok", 2}, {"bad", 2}, {"idle", 1}}})
+               .value();
+  c->handle("ok", [](const Job&, Done done) { done(success()); });
+  c->handle("bad", [](const Job&, Done done) { done(Error{"no"}); });
+  std::vector<Done> held;
+  c->handle("hold", [&](const Job&, Done done) { held.push_back(std::move(done)); });
+  start(*c);
+  REQUIRE(loop.runUntil([&] { return c->stats().completed == 3 && c->stats().dead == 1 && held.size() == 1; }));
+  ConsumerStats s = c->stats();
+  REQUIRE(s.by_queue.size() == 3);
+  CHECK(s.by_queue["ok"].completed == 3);
+  CHECK(s.by_queue["ok"].failed == 0);
+  CHECK(s.by_queue["ok"].in_flight == 0);
+  CHECK(s.by_queue["bad"].completed == 0);
+  CHECK(s.by_queue["bad"].failed == 1);
+  CHECK(s.by_queue["bad"].dead == 1);
+  CHECK(s.by_queue["bad"].in_flight == 1);
+  CHECK(s.by_queue["bad"].reserved == 2);
+  CHECK(s.by_queue["idle"].reserved == 0);
+  CHECK(s.in_flight == 1);  // the totals are the sums
+  CHECK(s.reserved == 5);
+  held.front()(success());
+  REQUIRE(loop.runUntil([&] { return c->stats().by_queue["bad"].completed == 1; }));
+  CHECK(c->stats().by_queue["bad"].in_flight == 0);
+}
+
 TEST_CASE_METHOD(test::QueueFixture, "an idle consumer is woken by an enqueue without polling") {
   auto c = consumer("idle", 5);
   std::optional<std::chrono::steady_clock::time_point> ran;

@@ -183,6 +183,13 @@ TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts
   REQUIRE(m);
   CHECK(m->body.find("clusterd_worker_jobs_total{outcome=\"done\"} 32") != std::string::npos);
   CHECK(m->body.find("clusterd_worker_jobs_in_flight 0") != std::string::npos);
+  // This process's counters by queue.
+  CHECK(m->body.find("clusterd_jobs_processed_total{queue=\"fast\"} 30\n") != std::string::npos);
+  CHECK(m->body.find("clusterd_jobs_processed_total{queue=\"slow\"} 2\n") != std::string::npos);
+  CHECK(m->body.find("clusterd_jobs_failed_total{queue=\"fast\"} 0\n") != std::string::npos);
+  CHECK(m->body.find("clusterd_jobs_dead_total{queue=\"slow\"} 0\n") != std::string::npos);
+  CHECK(m->body.find("clusterd_jobs_in_flight{queue=\"slow\"} 0\n") != std::string::npos);
+  CHECK(m->body.find("# TYPE clusterd_jobs_in_flight gauge") != std::string::npos);
   CHECK(m->body.find("clusterd_queue_processed_total{queue=\"fast\",outcome=\"completed\"} 30") != std::string::npos);
   CHECK(m->body.find("clusterd_queue_jobs{queue=\"slow\",state=\"waiting\"} 0") != std::string::npos);
   // A queue that is not configured is not consumed.
