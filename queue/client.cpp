@@ -2,6 +2,7 @@
 #include "queue/client.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 
@@ -262,45 +263,43 @@ void Client::configure(const std::string& queue, const config::QueueDefaults& d,
 }
 
 void Client::checkDurability(Callback<bool> cb) {
-  struct State {
+  // One CONFIG GET for both parameters (Redis 7 takes several names); the
+  // reply is name/value pairs, in no promised order.
+  conn_->command({"CONFIG", "GET", "appendonly", "maxmemory-policy"}, [this, cb = std::move(cb)](const Reply& r) {
     std::vector<std::string> problems;
-    std::optional<Error> error;
-    int pending = 2;
-  };
-  auto st = std::make_shared<State>();
-  auto finish = [this, st, cb = std::move(cb)]() {
-    if (st->error) return cb(*st->error);
-    if (st->problems.empty()) return cb(true);
-    std::string text;
-    for (auto& p : st->problems) text += (text.empty() ? "" : "; ") + p;
+    if (r.isError()) {
+      std::string_view e = r.error();
+      if (e.find("unknown command") != std::string_view::npos || e.rfind("NOPERM", 0) == 0 ||
+          e.rfind("ERR unknown", 0) == 0) {
+        problems.push_back("cannot read appendonly and maxmemory-policy (CONFIG GET refused)");
+      } else if (e.find("wrong number of arguments") != std::string_view::npos) {
+        return cb(Error{fmt::format("checking Redis durability: {} (Redis at {} is older than 7, which the queue "
+                                    "needs)", e, redisText())});
+      } else {
+        return cb(Error{fmt::format("checking Redis durability: {}", e)});
+      }
+    } else {
+      std::map<std::string, std::string, std::less<>> values;
+      for (size_t i = 0; i + 1 < r.size(); i += 2) values[r.at(i).str()] = r.at(i + 1).str();
+      auto appendonly = values.find("appendonly");
+      if (appendonly == values.end())
+        problems.push_back("cannot read appendonly (not in the CONFIG GET reply)");
+      else if (appendonly->second != "yes")
+        problems.push_back("appendonly is 'no', so a Redis crash loses recent jobs (set appendonly yes)");
+      auto policy = values.find("maxmemory-policy");
+      if (policy == values.end())
+        problems.push_back("cannot read maxmemory-policy (not in the CONFIG GET reply)");
+      else if (policy->second != "noeviction")
+        problems.push_back(
+            fmt::format("maxmemory-policy is '{}', so Redis may evict jobs (set noeviction)", policy->second));
+    }
+    if (problems.empty()) return cb(true);
+    std::string text = fmt::format("{}", fmt::join(problems, "; "));
     if (options_.strict)
       return cb(Error{fmt::format("Redis at {} may lose or evict jobs: {} (refusing under --strict / "
                                   "queue.strict)", redisText(), text)});
     log::warn("queue", "WARNING: Redis at {} may lose or evict jobs: {}", redisText(), text);
     cb(false);
-  };
-  auto shared_finish = std::make_shared<decltype(finish)>(std::move(finish));
-  auto check = [this, st, shared_finish](const char* param, auto&& judge) {
-    conn_->command({"CONFIG", "GET", param}, [st, shared_finish, param, judge](const Reply& r) {
-      if (r.isError()) {
-        if (r.error().find("unknown command") != std::string_view::npos ||
-            r.error().rfind("NOPERM", 0) == 0 || r.error().rfind("ERR unknown", 0) == 0)
-          st->problems.push_back(fmt::format("cannot read {} (CONFIG GET refused)", param));
-        else if (!st->error)
-          st->error = Error{fmt::format("checking Redis durability: {}", r.error())};
-      } else if (r.size() >= 2) {
-        judge(r.at(1).str());
-      }
-      if (--st->pending == 0) (*shared_finish)();
-    });
-  };
-  check("appendonly", [st](const std::string& v) {
-    if (v != "yes")
-      st->problems.push_back("appendonly is 'no', so a Redis crash loses recent jobs (set appendonly yes)");
-  });
-  check("maxmemory-policy", [st](const std::string& v) {
-    if (v != "noeviction")
-      st->problems.push_back(fmt::format("maxmemory-policy is '{}', so Redis may evict jobs (set noeviction)", v));
   });
 }
 

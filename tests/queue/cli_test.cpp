@@ -84,3 +84,13 @@ TEST_CASE("enqueue warns when redis may lose jobs, and refuses under --strict") 
   CHECK(test::runClusterd({"enqueue", "q", "noop", "--bulk", "-", "--strict"}, bulk).exit_code == 1);
   CHECK(lossy.command({"HLEN", "cq:{q}:jobs"}) == "1");  // only the first, lax enqueue
 }
+
+TEST_CASE("enqueue reads both durability settings with a single CONFIG GET") {
+  test::RedisServer redis;
+  redis.command({"CONFIG", "RESETSTAT"});
+  auto r = test::runClusterd({"--redis", redis.url(), "enqueue", "q", "noop"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.err.find("may lose") == std::string::npos);  // AOF on, noeviction: no warning
+  std::string stats = redis.command({"INFO", "commandstats"});
+  CHECK(stats.find("cmdstat_config|get:calls=1,") != std::string::npos);
+}
