@@ -283,12 +283,14 @@ void runJobs(CliContext& ctx, const QueueCli& o, bool json) {
   if (json) {
     auto arr = nlohmann::json::array();
     for (auto& j : **r) arr.push_back(j.toJson());
-    std::cout << arr.dump() << "\n";
+    std::cout << arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
   std::cout << fmt::format("{:<12} {:<24} {:<10} {:>8} {}\n", "ID", "NAME", "STATE", "ATTEMPTS", "PAYLOAD / ERROR");
   for (auto& j : **r) {
-    std::string detail = j.reason.empty() ? j.payloadJson().dump() : j.reason;
+    // A record written by another language may hold text that is not UTF-8.
+    std::string detail =
+        j.reason.empty() ? j.payloadJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : j.reason;
     if (detail.size() > 60) detail = detail.substr(0, 57) + "...";
     std::cout << fmt::format("{:<12} {:<24} {:<10} {:>8} {}\n", j.id, j.name, queue::jobStateName(j.state),
                              fmt::format("{}/{}", j.attempt, j.attempts), detail);

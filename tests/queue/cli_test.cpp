@@ -94,3 +94,20 @@ TEST_CASE("enqueue reads both durability settings with a single CONFIG GET") {
   std::string stats = redis.command({"INFO", "commandstats"});
   CHECK(stats.find("cmdstat_config|get:calls=1,") != std::string::npos);
 }
+
+TEST_CASE("jobs and job print a payload that is not UTF-8 with replacement characters") {
+  test::RedisServer redis;
+  // {"name": "x", "payload": "\xff"} as another language's client might write it.
+  std::string record = "\x82\xa4name\xa1x\xa7payload\xa1\xff";
+  redis.command({"HSET", "cq:{raw}:jobs", "1", record});
+  redis.command({"RPUSH", "cq:{raw}:wait", "1"});
+  test::RunOptions env{.env = {{"CLUSTERD_REDIS_URL", redis.url()}}};
+  for (std::vector<std::string> args : {std::vector<std::string>{"jobs", "raw", "--json"},
+                                        std::vector<std::string>{"jobs", "raw"},
+                                        std::vector<std::string>{"job", "raw", "1"}}) {
+    auto r = test::runClusterd(args, env);
+    INFO(args[0] << " " << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
+  }
+}
