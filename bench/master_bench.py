@@ -2,7 +2,7 @@
 """Master benchmarks: clusterd vs PM2 (and nginx) side by side in one run.
 
 Measures, for the same Node worker (bench/master/server.js, 2 workers):
-  1. master daemon RSS and private (anonymous) memory
+  1. master daemon RSS and private (anonymous) memory (and clusterd's orphan reaper's)
   2. `clusterd status` vs `pm2 list` wall time (hyperfine)
   3. SIGKILL of a worker -> replacement online / serving
   4. memory limit: time from a leaking worker passing max_memory_restart to
@@ -180,11 +180,17 @@ def setup():
 
 
 def bench_memory():
-    cdm = mem(int(ctl({"cmd": "ping"})["pid"]))
+    ping = ctl({"cmd": "ping"})
+    cdm = mem(int(ping["pid"]))
     pmm = mem(god_pid())
     results["memory"] = {"clusterd": cdm, "pm2": pmm}
     log("daemon RSS: clusterd %d kB (anon %d kB), PM2 %d kB (anon %d kB)" %
         (cdm["VmRSS"], cdm["RssAnon"], pmm["VmRSS"], pmm["RssAnon"]))
+    # The orphan reaper runs beside the daemon (docs/MASTER.md); PM2 has none.
+    if ping.get("reaper"):
+        rm = mem(int(ping["reaper"]))
+        results["reaper_memory"] = rm
+        log("clusterd's orphan reaper RSS: %d kB (anon %d kB)" % (rm["VmRSS"], rm["RssAnon"]))
 
 
 def bench_status():
@@ -379,6 +385,9 @@ def main():
     rows = [
         ("daemon RSS (kB)", m["clusterd"]["VmRSS"], m["pm2"]["VmRSS"]),
         ("daemon private/anon RSS (kB)", m["clusterd"]["RssAnon"], m["pm2"]["RssAnon"]),
+        ("orphan reaper RSS / private (kB)", "%d / %d" % (results["reaper_memory"]["VmRSS"],
+                                                          results["reaper_memory"]["RssAnon"])
+         if "reaper_memory" in results else "-", "-"),
         ("status wall time (ms, median)", s["clusterd status"], s["pm2 list"]),
         ("status --json / jlist (ms)", s["clusterd status --json"], s["pm2 jlist"]),
         ("SIGKILL -> replacement online (ms, Node)", k["clusterd_node"]["online_ms"], k["pm2_node"]["online_ms"]),
