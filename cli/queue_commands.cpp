@@ -10,10 +10,12 @@
 
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "config/load.h"
@@ -297,7 +299,46 @@ void runJobs(CliContext& ctx, const QueueCli& o, bool json) {
   }
 }
 
-void runJob(CliContext& ctx, const QueueCli& o) {
+// Unix ms -> "2026-11-30T23:12:12.644Z".
+std::string isoTime(int64_t ms) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms % 1000);
+}
+
+std::string jsonText(const nlohmann::json& j) {
+  // Replace, not throw, on text that is not UTF-8 (a command's raw output).
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// `clusterd job Q ID` without --json: one "field: value" line each, the
+// errors last, one line per attempt.
+void printJob(const queue::Job& j) {
+  auto line = [](std::string_view label, const std::string& value) {
+    std::cout << fmt::format("{:<10} {}\n", std::string(label) + ":", value);
+  };
+  line("job", fmt::format("{} in queue {}", j.id, j.queue));
+  line("name", j.name);
+  line("state", queue::jobStateName(j.state));
+  const char* when = j.state == queue::JobState::kDelayed  ? "runs at"
+                     : j.state == queue::JobState::kActive ? "lease to"
+                     : j.state == queue::JobState::kWaiting ? nullptr
+                                                            : "finished";
+  if (when && j.when_ms > 0) line(when, isoTime(j.when_ms));
+  line("created", isoTime(j.created_ms));
+  line("attempts", fmt::format("{} failed of {} allowed, {} stalls", j.attempt, j.attempts, j.stalls));
+  line("priority", std::to_string(j.priority));
+  if (!j.unique_key.empty()) line("unique", j.unique_key);
+  line("payload", jsonText(j.payloadJson()));
+  if (!j.result.empty()) line("result", jsonText(j.resultJson()));
+  if (!j.reason.empty()) line("reason", j.reason + (j.permanent ? " (permanent)" : ""));
+  for (const auto& e : j.errors) line("error", fmt::format("attempt {} at {}: {}", e.attempt, isoTime(e.at_ms), e.error));
+}
+
+void runJob(CliContext& ctx, const QueueCli& o, bool json) {
   Session s;
   if (o.action != "show" && o.action != "retry" && o.action != "delete") {
     std::cerr << "clusterd: job action is show, retry or delete\n";
@@ -313,8 +354,10 @@ void runJob(CliContext& ctx, const QueueCli& o) {
       ctx.exit_code = kExitFailed;
       return;
     }
-    // Replace, not throw, on text that is not UTF-8 (a command's raw output).
-    std::cout << (**r)->toJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (json)
+      std::cout << jsonText((**r)->toJson()) << "\n";
+    else
+      printJob(***r);
     return;
   }
   auto op = o.action == "retry" ? queue::AdminOp::kRetry : queue::AdminOp::kDelete;
@@ -408,17 +451,20 @@ void addQueueCommands(CLI::App& app, CliContext& ctx) {
   jobs->callback([&ctx, o] { runJobs(ctx, *o, ctx.json); });
 
   auto* job = app.add_subcommand("job",
-                                 "Show, retry (dead jobs) or delete one job.\n"
+                                 "Show, retry (dead jobs) or delete one job. show prints its state, payload,\n"
+                                 "result (when the handler returned one) and the error of each failed attempt.\n"
                                  "\n"
                                  "Examples:\n"
                                  "  clusterd job orders 17\n"
+                                 "  clusterd job orders 17 --json | jq .result\n"
                                  "  clusterd job orders 17 retry\n"
                                  "  clusterd job orders 17 delete\n");
   job->add_option("queue", o->queue_name, "Queue name")->required();
   job->add_option("id", o->id, "Job id")->required();
   job->add_option("action", o->action, "show (default), retry or delete");
+  job->add_flag("--json", ctx.json, "show: the job as one JSON object (with result when there is one)");
   job->add_option("--ecosystem", o->ecosystem, "Ecosystem file (for the Redis URL)");
-  job->callback([&ctx, o] { runJob(ctx, *o); });
+  job->callback([&ctx, o] { runJob(ctx, *o, ctx.json); });
 
   auto* q = app.add_subcommand("queue",
                                "Per-queue controls: pause, resume, drain (delete waiting and delayed jobs),\n"

@@ -45,9 +45,13 @@ TEST_CASE("enqueue prints only the id; bulk prints the count; queues, jobs and j
   auto jobs = test::runClusterd({"jobs", "orders", "--state", "delayed", "--json"}, env);
   REQUIRE(jobs.exit_code == 0);
   CHECK(nlohmann::json::parse(jobs.out)[0]["id"] == "2");
-  auto show = test::runClusterd({"job", "orders", "1"}, env);
+  auto show = test::runClusterd({"job", "orders", "1", "--json"}, env);
   REQUIRE(show.exit_code == 0);
   CHECK(nlohmann::json::parse(show.out)["payload"]["order_id"] == 7);
+  auto text = test::runClusterd({"job", "orders", "1"}, env);
+  REQUIRE(text.exit_code == 0);
+  CHECK(text.out.find("state:     waiting\n") != std::string::npos);
+  CHECK(text.out.find("payload:   {\"order_id\":7}\n") != std::string::npos);
   CHECK(test::runClusterd({"job", "orders", "1", "delete"}, env).exit_code == 0);
   CHECK(test::runClusterd({"job", "orders", "1"}, env).exit_code == 1);
   CHECK(test::runClusterd({"queue", "orders", "pause"}, env).exit_code == 0);
@@ -104,7 +108,8 @@ TEST_CASE("jobs and job print a payload that is not UTF-8 with replacement chara
   test::RunOptions env{.env = {{"CLUSTERD_REDIS_URL", redis.url()}}};
   for (std::vector<std::string> args : {std::vector<std::string>{"jobs", "raw", "--json"},
                                         std::vector<std::string>{"jobs", "raw"},
-                                        std::vector<std::string>{"job", "raw", "1"}}) {
+                                        std::vector<std::string>{"job", "raw", "1"},
+                                        std::vector<std::string>{"job", "raw", "1", "--json"}}) {
     auto r = test::runClusterd(args, env);
     INFO(args[0] << " " << r.err);
     CHECK(r.exit_code == 0);

@@ -129,7 +129,7 @@ TEST_CASE_METHOD(test::QueueFixture, "a command handler's stdout is the job's re
   CHECK(flood["bytes"] == 200'000);
 }
 
-TEST_CASE("clusterd job shows a completed job's result") {
+TEST_CASE("clusterd job shows a completed job's result, as text and with --json") {
   test::QueueFixture f;
   std::string with = f.enqueue("cli", newJob("answer"));
   std::string without = f.enqueue("cli", newJob("silent"));
@@ -138,12 +138,17 @@ TEST_CASE("clusterd job shows a completed job's result") {
   c->handle("silent", [](const Job&, Done done) { done(success()); });
   runAll(f, *c, 2);
   test::RunOptions env{.env = {{"CLUSTERD_REDIS_URL", f.redis.url()}}};
-  auto shown = test::runClusterd({"job", "cli", with}, env);
+  auto shown = test::runClusterd({"job", "cli", with, "--json"}, env);
   REQUIRE(shown.exit_code == 0);
   CHECK(json::parse(shown.out)["result"] == json{{"answer", 42}});
-  auto bare = test::runClusterd({"job", "cli", without}, env);
+  auto text = test::runClusterd({"job", "cli", with}, env);
+  REQUIRE(text.exit_code == 0);
+  CHECK(text.out.find("state:     completed\n") != std::string::npos);
+  CHECK(text.out.find("result:    {\"answer\":42}\n") != std::string::npos);
+  auto bare = test::runClusterd({"job", "cli", without, "--json"}, env);
   REQUIRE(bare.exit_code == 0);
   CHECK_FALSE(json::parse(bare.out).contains("result"));
+  CHECK(test::runClusterd({"job", "cli", without}, env).out.find("result:") == std::string::npos);
 }
 
 TEST_CASE_METHOD(test::QueueFixture, "a refused acknowledgement stores no result, and a 19-key caller cannot send one") {
