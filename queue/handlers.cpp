@@ -48,7 +48,8 @@ struct CommandRun {
   uv_timer_t timer{};
   std::string stdout_text;   // the first kMaxResultBytes
   size_t stdout_total = 0;   // every byte read
-  std::string stderr_text;
+  std::string stderr_text;   // the last kMaxStderr bytes
+  std::string label;         // "<name> job <queue>:<id>", for the log
   Done done;
   int open_handles = 0;
   bool exited = false, eof = false, out_eof = false, timed_out = false, completed = false;
@@ -79,6 +80,11 @@ struct CommandRun {
       r = term_signal == 0 && exit_status == kPermanentExit ? permanentFailure(text) : Error{std::move(text)};
     } else {
       r = resultFromStdout(stdout_text, stdout_total);
+      // Stdout is the result, so stderr is where a successful command logs;
+      // it reaches the worker's log (and so the master's log files).
+      std::string_view note = stderr_text;
+      while (!note.empty() && (note.back() == '\n' || note.back() == '\r')) note.remove_suffix(1);
+      if (!note.empty()) log::info("handler", "{} succeeded; its stderr: {}", label, note);
     }
     auto d = std::move(done);
     closeOne(reinterpret_cast<uv_handle_t*>(&timer));
@@ -106,6 +112,7 @@ void runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
   auto* run = new CommandRun;
   run->done = std::move(done);
   run->timeout_ms = spec.timeout.count();
+  run->label = fmt::format("{} job {}:{}", job.name, job.queue, job.id);
   uv_pipe_init(loop, &run->out, 0);
   uv_pipe_init(loop, &run->err, 0);
   uv_timer_init(loop, &run->timer);

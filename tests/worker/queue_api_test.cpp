@@ -198,7 +198,7 @@ TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts
   CHECK(getJob(w.port(), "other", other["id"])["state"] == "waiting");
 }
 
-TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the result and a failure the last_error",
+TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the result, stderr the log or the last_error",
           "[worker][queue-api]") {
   RedisServer redis;
   TempDir dir("clusterd-handlers");
@@ -216,7 +216,7 @@ TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the resu
             "handlers:\n"
             "  copy: [sh, -c, 'cat > " + dir.file("copied.json") + "']\n"
             "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n"
-            "  count: [sh, -c, 'echo \"{\\\"rows\\\": 3}\"']\n");
+            "  count: [sh, -c, 'echo \"{\\\"rows\\\": 3}\"; echo counted three rows >&2']\n");
   WorkerProcess w({"--ecosystem", dir.file("eco.yaml"), "--app", "api"});
   json ok = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"copy","data":{"k":"v"}})"));
   json bad = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"broken"})"));
@@ -234,6 +234,9 @@ TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the resu
   json copied = getJob(w.port(), "work", ok["id"]);
   REQUIRE(copied.contains("result"));
   CHECK(copied["result"].is_null());
+  // A successful command's stderr is logged with the job it belongs to.
+  std::string expected = "count job work:" + counted["id"].get<std::string>() + " succeeded; its stderr: counted three rows";
+  CHECK(waitFor([&] { return w.log().find(expected) != std::string::npos; }));
 }
 
 TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and back to 200", "[worker][queue-api][health]") {
