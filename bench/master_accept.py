@@ -8,8 +8,11 @@ listening socket. The systems, each with the same number of processes:
               the clusterd master: one SO_REUSEPORT socket per slot, held by the master
   standalone  the same test worker without a master: WORKERS processes, each binding its
               own SO_REUSEPORT socket on one port (the backlog is the test worker's 128)
+  builtin     the built-in worker (`script: builtin:worker`, libuv/epoll) in cluster mode
+              under the master, answering GET /health (its Redis check cached for a second;
+              a redis-server is started for it)
 Rounds alternate between the systems in a rotating order so that a change in the machine's
-load hits each alike; the medians and the ratio to nginx are printed.
+load hits each alike; the medians and the ratio to nginx are printed, with errors (socket errors and non-2xx answers).
 
 Usage: bench/master_accept.py [BUILD_DIR]   (env: ROUNDS=5, DUR=5, CONNS=100, WORKERS=2)
 """
@@ -55,17 +58,18 @@ def wait_serving(port, timeout=15):
     raise SystemExit("nothing serves on port %d" % port)
 
 
-def wrk(port):
+def wrk(port, path="/"):
     out = subprocess.run(["wrk", "-t2", "-c%d" % CONNS, "-d%ds" % DUR, "-H", "Connection: close",
-                          "http://127.0.0.1:%d/" % port], capture_output=True, text=True,
+                          "http://127.0.0.1:%d%s" % (port, path)], capture_output=True, text=True,
                          timeout=DUR + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return rps, (sum(int(x) for x in m.groups()) if m else 0)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, (sum(int(x) for x in m.groups()) if m else 0) + (int(bad.group(1)) if bad else 0)
 
 
 def main():
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", "redis-server"):
         if not shutil.which(tool):
             raise SystemExit("%s is required" % tool)
     ports = {"nginx": free_port(), "clusterd": free_port()}
@@ -94,17 +98,30 @@ def main():
         for _ in range(WORKERS):
             procs.append(subprocess.Popen([TESTAPP, "--port", str(ports["standalone"]), "--reuseport"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        redis_port = free_port()
+        procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                       "--save", "", "--appendonly", "yes", "--dir", TMP],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_serving(redis_port)
+        ports["builtin"] = free_port()
+        eco = os.path.join(TMP, "builtin.yaml")
+        with open(eco, "w") as f:
+            f.write("apps:\n  - name: builtin\n    script: builtin:worker\n    exec_mode: cluster\n"
+                    "    instances: %d\n    listen: 127.0.0.1:%d\n    wait_ready: true\n"
+                    "queue:\n  redis_url: redis://127.0.0.1:%d\n" % (WORKERS, ports["builtin"], redis_port))
+        subprocess.run([CLUSTERD, "--home", HOME, "start", eco], check=True, capture_output=True, timeout=60)
         for port in ports.values():
             wait_serving(port)
         names = list(ports)
+        paths = {n: "/health" if n == "builtin" else "/" for n in names}
         for name in names:
-            wrk(ports[name])  # warm-up
+            wrk(ports[name], paths[name])  # warm-up
         rps = {n: [] for n in names}
         errors = {n: 0 for n in names}
         for r in range(ROUNDS):
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
-                x, e = wrk(ports[name])
+                x, e = wrk(ports[name], paths[name])
                 rps[name].append(x)
                 errors[name] += e
             print("round %d: %s" % (r + 1, ", ".join("%s %.0f" % (n, rps[n][-1]) for n in names)),
@@ -114,7 +131,7 @@ def main():
               % (time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), WORKERS, CONNS, DUR, ROUNDS))
         for name in names:
             med = statistics.median(rps[name])
-            print("%-10s median %8.0f req/s  (%.3f of nginx)  rounds %s  socket errors %d"
+            print("%-10s median %8.0f req/s  (%.3f of nginx)  rounds %s  errors %d"
                   % (name, med, med / base, " / ".join("%.0f" % x for x in rps[name]), errors[name]))
     finally:
         subprocess.run([CLUSTERD, "--home", HOME, "kill"], capture_output=True, timeout=60)
