@@ -53,6 +53,7 @@ Result<void> install(worker::Worker& w) {
   job_pool->start();
   auto shop = Shop::create(w.loop(), *w.db(), *job_pool, clientEnqueue(**client), so);
   if (!shop) return shop.error();
+  queue::Client& shop_client = **client;
   (*shop)->adoptClient(std::move(*client));
   (*shop)->adoptJobPool(std::move(job_pool));
   (*shop)->registerRoutes(w.router());
@@ -62,7 +63,11 @@ Result<void> install(worker::Worker& w) {
   // The shop's jobs run on the worker's one consumer, alongside the
   // built-in handlers, so the worker's drain on SIGTERM covers them too.
   // A worker that consumes none of the shop's queues only serves the API.
-  if (queue::Consumer* consumer = w.consumer()) keep->registerHandlers(*consumer);
+  if (queue::Consumer* consumer = w.consumer()) {
+    keep->registerHandlers(*consumer);
+    // Whoever processes orders also re-enqueues the ones whose job was lost.
+    if (o.spec.queues.count(kOrdersQueue)) keep->startOrderSweeper(shop_client);
+  }
   return success();
 }
 

@@ -54,7 +54,23 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
   }
   shop->pruner_ = std::make_unique<LedgerPruner>(loop, job_pool, retention);
   shop->pruner_->start();
+  if (options.sweep) {
+    shop->sweep_options_ = *options.sweep;
+  } else {
+    auto sw = sweepOptionsFromEnv();
+    if (!sw) return sw.error();
+    shop->sweep_options_ = *sw;
+  }
   return shop;
+}
+
+void Shop::startOrderSweeper(queue::Client& client) {
+  if (sweeper_ || !sweep_options_.enabled) return;
+  sweeper_ = std::make_unique<OrderSweeper>(loop_, *job_pool_, client, sweep_options_);
+  sweeper_->start();
+  log::info("jobs", "order sweeper: every {:g} s, orders pending for more than {:g} s",
+            static_cast<double>(sweep_options_.interval.count()) / 1000.0,
+            static_cast<double>(sweep_options_.grace.count()) / 1000.0);
 }
 
 void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
@@ -137,6 +153,10 @@ void Shop::renderMetrics(std::string& out) const {
   out += "# HELP clusterd_shop_ledger_pruned_total job_ledger rows deleted past their retention.\n"
          "# TYPE clusterd_shop_ledger_pruned_total counter\n";
   out += fmt::format("clusterd_shop_ledger_pruned_total {}\n", pruner_->pruned());
+  out += "# HELP clusterd_shop_orders_requeued_total Pending orders whose lost order.process job"
+         " the sweeper enqueued again.\n"
+         "# TYPE clusterd_shop_orders_requeued_total counter\n";
+  out += fmt::format("clusterd_shop_orders_requeued_total {}\n", sweeper_ ? sweeper_->requeued() : 0);
   const auto& m = mailer_->counters();
   out += "# TYPE clusterd_shop_mail_total counter\n";
   out += fmt::format("clusterd_shop_mail_total{{result=\"sent\"}} {}\n", m.sent);

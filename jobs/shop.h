@@ -23,6 +23,7 @@
 #include "jobs/job.h"
 #include "jobs/ledger.h"
 #include "jobs/mail.h"
+#include "jobs/order_sweeper.h"
 
 namespace clusterd::queue {
 class Client;
@@ -44,6 +45,8 @@ struct ShopOptions {
   CacheOptions cache;
   // job_ledger retention; unset = CLUSTERD_LEDGER_RETENTION or 7 days.
   std::optional<LedgerRetention> ledger;
+  // The pending-order sweeper; unset = CLUSTERD_ORDER_SWEEP_* or the defaults.
+  std::optional<SweepOptions> sweep;
 };
 
 struct ShopStats {
@@ -63,6 +66,10 @@ class Shop : public std::enable_shared_from_this<Shop> {
   void registerRoutes(worker::Router& router);
   // Registers order.process, inventory.adjust and email.batch.
   void registerHandlers(queue::Consumer& consumer);
+  // Starts the sweeper that enqueues order.process again for orders left
+  // pending (jobs/order_sweeper.h); for processes that consume `orders`.
+  // `client` must outlive the Shop (install() has the Shop adopt it).
+  void startOrderSweeper(queue::Client& client);
   // Prometheus text: cache hits by layer and hit ratio, orders, mail, db pool.
   void renderMetrics(std::string& out) const;
 
@@ -90,6 +97,8 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<LedgerPruner> pruner_;  // uses the job pool: destroyed before it
+  SweepOptions sweep_options_;
+  std::unique_ptr<OrderSweeper> sweeper_;  // uses the job pool and the client: destroyed first
   Services services_;
   ShopStats stats_;
 };
