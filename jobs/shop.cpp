@@ -74,7 +74,7 @@ void Shop::startOrderSweeper(queue::Client& client) {
 }
 
 void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
-               const queue::Job& job, std::function<void(Result<void>)> done) {
+               const queue::Job& job, queue::Done done) {
   const std::string& payload = job.payload;
   auto data = queue::payloadToJson(payload);
   if (!data) {
@@ -90,7 +90,15 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
       ++(r.outcome == Outcome::kDone ? st.jobs_done
          : r.outcome == Outcome::kRetry ? st.jobs_retried : st.jobs_failed);
     }
-    if (r.outcome == Outcome::kDone) return done(success());
+    if (r.outcome == Outcome::kDone) {
+      // What the handler reports (an order's status and total, a batch's
+      // counts) is kept with the completed job; a job that reports nothing
+      // keeps its note instead ("already processed (job ledger)").
+      nlohmann::json out = r.result.is_object() ? r.result : nlohmann::json::object();
+      if (!r.result.is_null() && !r.result.is_object()) out["value"] = r.result;
+      if (out.empty() && !r.message.empty()) out["note"] = r.message;
+      return done(out.empty() ? queue::Outcome(success()) : queue::withResult(out));
+    }
     // Bad data does not get better: the job goes to dead at once.
     if (r.outcome == Outcome::kFail) return done(queue::permanentFailure(r.message));
     done(Error{r.message});

@@ -24,6 +24,7 @@
 #include "jobs/ledger.h"
 #include "jobs/mail.h"
 #include "jobs/order_sweeper.h"
+#include "queue/consumer.h"
 
 namespace clusterd::queue {
 class Client;
@@ -86,7 +87,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
 
  private:
   void run(void (*handler)(Services&, const Job&, JobDone), const std::string& name,
-           const queue::Job& job, std::function<void(Result<void>)> done);
+           const queue::Job& job, queue::Done done);
 
   uv_loop_t* loop_ = nullptr;
   db::Pool* pool_ = nullptr;      // the API's

@@ -192,7 +192,16 @@ TEST_CASE("a sweeper that finds the sweep lock taken skips its round",
   CHECK(r.requeued == 0);
   CHECK(rig.counts(f).enqueued_total == 0);
 
-  other->rollback();
+  // Ending the other round releases the lock. Wait for the server to have
+  // ended it: rollback() only sends ROLLBACK, and the next round could reach
+  // the server first. That transaction wrote nothing, so a commit ends it
+  // just the same and says when it is done.
+  bool released = false;
+  other->commit([&](db::Reply rep) {
+    REQUIRE(rep.ok());
+    released = true;
+  });
+  REQUIRE(f.loop.runUntil([&] { return released; }));
   r = SweepRig::sweep(f, sweeper);
   CHECK_FALSE(r.locked_elsewhere);
   CHECK(r.requeued == 1);

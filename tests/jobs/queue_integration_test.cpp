@@ -137,6 +137,24 @@ TEST_CASE("orders enqueued on the real queue are processed and their emails land
   q.stop(f);
 }
 
+TEST_CASE("a completed shop job keeps what its handler reported as the job's result",
+          "[jobs][queue][postgres][redis]") {
+  ShopFixture f(1, 1);
+  QueueShop q(f);
+  int64_t first = f.placeOrder("r@example.com", {{"SKU-000001", 1}});
+  int64_t second = f.placeOrder("r@example.com", {{"SKU-000001", 1}});
+  queue::Job confirmed = q.waitForJob(f, q.enqueueOrder(f, first), queue::JobState::kCompleted);
+  CHECK(confirmed.resultJson()["status"] == "confirmed");
+  CHECK(confirmed.resultJson().contains("total_cents"));
+  // Out of stock: done, not failed, and the result says why.
+  queue::Job rejected = q.waitForJob(f, q.enqueueOrder(f, second), queue::JobState::kCompleted);
+  CHECK(rejected.resultJson()["status"] == "rejected");
+  // Run again, the job does nothing and its result says so.
+  queue::Job again = q.waitForJob(f, q.enqueueOrder(f, first), queue::JobState::kCompleted);
+  CHECK(again.resultJson()["note"].get<std::string>().find("already") != std::string::npos);
+  q.stop(f);
+}
+
 TEST_CASE("a postgres restart in the middle of a run delays queued orders but loses none",
           "[jobs][queue][postgres][redis][fault]") {
   ShopFixture f(2, 10'000);
