@@ -107,6 +107,11 @@ namespace {
 // Keep-alive POST load on `clients` connections to one port until stopped
 // or `max_requests` in all. A request fails when no complete 202 arrives;
 // a connection the server closes with `Connection: close` is reopened.
+// A draining worker closes a keep-alive connection that stayed idle for
+// drain_idle_ms, and a request sent as that close is under way is never
+// read: HTTP clients resend a request that found a reused connection closed
+// (RFC 9112, 9.3.1). This one does so once, on a new connection; the job's
+// unique key makes the resend safe even had the first copy been read.
 class EnqueueLoad {
  public:
   EnqueueLoad(int port, int clients, int max_requests) : port_(port), max_(max_requests) {
@@ -120,6 +125,7 @@ class EnqueueLoad {
   }
   int sent() const { return sent_; }
   int failed() const { return failed_; }
+  int resent() const { return resent_; }
   std::set<std::string> ids() {
     std::lock_guard<std::mutex> l(mu_);
     return ids_;
@@ -128,18 +134,35 @@ class EnqueueLoad {
  private:
   void run() {
     std::unique_ptr<HttpConn> c;
+    bool reused = false;  // c has answered a request before
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!stop_ && std::chrono::steady_clock::now() < deadline) {
-      if (sent_.fetch_add(1) >= max_) break;
-      if (!c || !c->connected()) c = std::make_unique<HttpConn>(port_);
-      auto r = c->send(postRequest("/v1/queues/drain/jobs", R"({"name":"sleep","data":{"ms":10}})"))
-                   ? c->read(10s)
-                   : std::nullopt;
+      int n = sent_.fetch_add(1);
+      if (n >= max_) break;
+      std::string request = postRequest(
+          "/v1/queues/drain/jobs",
+          json{{"name", "sleep"}, {"data", {{"ms", 10}}}, {"unique", "load-" + std::to_string(n)}}.dump());
+      auto attempt = [&]() -> std::optional<HttpResponse> {
+        if (!c || !c->connected()) {
+          c = std::make_unique<HttpConn>(port_);
+          reused = false;
+        }
+        auto r = c->send(request) ? c->read(10s) : std::nullopt;
+        if (!r) c.reset();
+        return r;
+      };
+      bool was_reused = c && c->connected() && reused;
+      auto r = attempt();
+      if (!r && was_reused) {
+        ++resent_;
+        r = attempt();
+      }
       if (!r || r->status != 202) {
         ++failed_;
         c.reset();
         continue;
       }
+      reused = true;
       {
         std::lock_guard<std::mutex> l(mu_);
         ids_.insert(json::parse(r->body)["id"].get<std::string>());
@@ -151,7 +174,7 @@ class EnqueueLoad {
   int port_;
   int max_;
   std::atomic<bool> stop_{false};
-  std::atomic<int> sent_{0}, failed_{0};
+  std::atomic<int> sent_{0}, failed_{0}, resent_{0};
   std::mutex mu_;
   std::set<std::string> ids_;
   std::vector<std::thread> threads_;
@@ -175,6 +198,7 @@ TEST_CASE("SIGTERM under load drains with no failed request and no lost job and 
   int after = load.sent();
   REQUIRE(waitFor([&] { return load.sent() > after + 200; }, 15s));
   load.stop();
+  INFO("requests resent after a reused connection closed: " << load.resent());
   CHECK(load.failed() == 0);
   std::string log = a->log();
   INFO(log);
