@@ -20,7 +20,7 @@ struct ApiStack {
   RedisServer redis;
   PostgresServer pg;
   TempDir home{"clusterd-shop"};
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   std::unique_ptr<Child> worker;
 
   explicit ApiStack(const std::string& queues = "") {

@@ -28,7 +28,7 @@ struct Stack {
   RedisServer redis;
   PostgresServer pg;
   TempDir home{"clusterd-shop"};
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   std::vector<std::unique_ptr<Child>> workers;
   int spawned = 0;
 

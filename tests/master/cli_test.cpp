@@ -19,7 +19,7 @@
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
-using clusterd::test::freeTcpPort;
+using clusterd::test::reservedTcpPort;
 using clusterd::test::readFile;
 using clusterd::test::waitFor;
 using clusterd::test::writeFile;
@@ -56,7 +56,7 @@ std::string twoApps(int port) {
 TEST_CASE("start FILE --env --only starts the chosen apps, waits until online and prints the table") {
   DaemonUnderTest d;
   clusterd::test::TempDir dir("cd-eco");
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   writeFile(dir.file("eco.yaml"), twoApps(port));
   auto r = d.cli({"start", dir.file("eco.yaml"), "--env", "production", "--only", "web"});
   INFO(r.err);
@@ -111,7 +111,7 @@ TEST_CASE("start exits non-zero naming the app when its workers crash at once") 
 
 TEST_CASE("scale N sets the number of workers") {
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("web", 1, freeTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.start(testApp("web", 1, reservedTcpPort(), {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 1));
   CHECK(d.cli({"scale", "web", "3"}).exit_code == 0);
   CHECK(d.waitOnline("web", 3));

@@ -23,7 +23,7 @@
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
-using clusterd::test::freeTcpPort;
+using clusterd::test::reservedTcpPort;
 using clusterd::test::readFile;
 using clusterd::test::waitFor;
 
@@ -46,7 +46,7 @@ json workerRow(DaemonUnderTest& d, const std::string& app, int instance = 0) {
 
 TEST_CASE("cluster workers share the master's socket as fd 3 with socket-activation variables") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   REQUIRE(d.start(testApp("web", 2, port, {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   auto pids = d.pids("web");
@@ -67,7 +67,7 @@ TEST_CASE("cluster workers share the master's socket as fd 3 with socket-activat
 // bound only says it comes.
 TEST_CASE("a SIGKILLed worker is replaced by a new process that serves") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   REQUIRE(d.start(testApp("web", 1, port, {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 1));
   pid_t old = d.pids("web").at(0);
@@ -82,7 +82,7 @@ TEST_CASE("a SIGKILLed worker is replaced by a new process that serves") {
 
 TEST_CASE("reload under keep-alive load fails no request and replaces every worker") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   REQUIRE(d.start(testApp("web", 2, port, {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   auto before = d.pids("web");
@@ -102,7 +102,7 @@ TEST_CASE("reload under keep-alive load fails no request and replaces every work
 
 TEST_CASE("reload waits for READY=1 of the new worker before stopping the old one") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   // The test holds the replacement back: a worker serves and sends READY=1
   // only once the gate file exists.
   std::string gate = d.home() + "/ready-gate";
@@ -131,7 +131,7 @@ TEST_CASE("reload waits for READY=1 of the new worker before stopping the old on
 
 TEST_CASE("SIGHUP to the master reloads every app") {
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("a", 1, freeTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.start(testApp("a", 1, reservedTcpPort(), {"--ready"}))["ok"] == true);
   REQUIRE(d.start(testApp("b", 1, 0, {}))["ok"] == true);
   REQUIRE(d.waitOnline("a", 1));
   REQUIRE(d.waitOnline("b", 1));
@@ -162,7 +162,7 @@ TEST_CASE("a worker ignoring SIGTERM is SIGKILLed after kill_timeout with its ch
 
 TEST_CASE("no worker outlives a master killed with SIGKILL") {
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("web", 2, freeTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
   REQUIRE(d.start(testApp("plain", 1, 0, {}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   REQUIRE(d.waitOnline("plain", 1));
@@ -174,7 +174,7 @@ TEST_CASE("no worker outlives a master killed with SIGKILL") {
 
 TEST_CASE("kill stops every worker and the daemon, leaving no process") {
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("web", 2, freeTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   auto pids = d.pids("web");
   auto r = d.cli({"kill"});
@@ -187,7 +187,7 @@ TEST_CASE("kill stops every worker and the daemon, leaving no process") {
 
 TEST_CASE("a leaking worker is replaced soon after it passes max_memory_restart") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   auto app = testApp("leaky", 1, port, {"--ready", "--leak", "8"});
   app.spec.max_memory_restart = 64ull << 20;
   app.spec.memory_check_interval = milliseconds(200);
@@ -204,7 +204,7 @@ TEST_CASE("a leaking worker is replaced soon after it passes max_memory_restart"
 
 TEST_CASE("a worker that stops sending WATCHDOG=1 is replaced") {
   DaemonUnderTest d;
-  auto app = testApp("hung", 1, freeTcpPort(), {"--ready", "--watchdog", "100", "--hang-after", "300"});
+  auto app = testApp("hung", 1, reservedTcpPort(), {"--ready", "--watchdog", "100", "--hang-after", "300"});
   app.spec.watchdog = milliseconds(500);
   app.spec.wait_ready = true;
   REQUIRE(d.start(app)["ok"] == true);
@@ -216,7 +216,7 @@ TEST_CASE("a worker that stops sending WATCHDOG=1 is replaced") {
 
 TEST_CASE("a worker is told its watchdog period in WATCHDOG_USEC and is kept while it pings") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   auto app = testApp("fed", 1, port, {"--ready", "--watchdog", "auto"});
   app.spec.watchdog = milliseconds(400);
   app.spec.wait_ready = true;
@@ -356,7 +356,7 @@ TEST_CASE("worker output lands in the app's log files and logs/flush work") {
 
 TEST_CASE("status, describe and scale through the CLI") {
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   REQUIRE(d.start(testApp("web", 1, port, {"--ready", "--stats", "--status", "warm"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 1));
   auto r = d.cli({"status", "--json"});
@@ -384,7 +384,7 @@ TEST_CASE("status, describe and scale through the CLI") {
 
 TEST_CASE("save and resurrect bring the apps back after the daemon stops") {
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("web", 2, freeTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   REQUIRE(d.cli({"save"}).exit_code == 0);
   REQUIRE(d.cli({"kill"}).exit_code == 0);

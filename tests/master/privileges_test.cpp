@@ -22,7 +22,7 @@
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
-using clusterd::test::freeTcpPort;
+using clusterd::test::reservedTcpPort;
 using clusterd::test::readFile;
 using clusterd::test::waitFor;
 using clusterd::test::writeFile;
@@ -50,7 +50,7 @@ TEST_CASE("uid drops a worker to the user and its primary group, gid overrides t
   struct passwd* nobody = ::getpwnam("nobody");
   REQUIRE(nobody != nullptr);
   DaemonUnderTest d;
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   auto app = testApp("low", 1, port, {"--ready"});
   app.spec.uid = "nobody";
   REQUIRE(d.start(app)["ok"] == true);
@@ -60,7 +60,7 @@ TEST_CASE("uid drops a worker to the user and its primary group, gid overrides t
   CHECK(field(env, "GID") == std::to_string(nobody->pw_gid));  // not root's group
   CHECK(field(env, "GROUPS") == "0");                          // no supplementary groups kept
 
-  int port2 = freeTcpPort();
+  int port2 = reservedTcpPort();
   auto app2 = testApp("low2", 1, port2, {"--ready"});
   app2.spec.uid = std::to_string(nobody->pw_uid);
   app2.spec.gid = "1";

@@ -56,6 +56,29 @@ int freeTcpPort() {
   return ntohs(a.sin_port);
 }
 
+int reservedTcpPort() {
+  // The socket stays open until the test process exits (each CTest test is
+  // its own process); close-on-exec keeps it out of the servers we start.
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  // Both options, so our servers may bind the port beside it: the worker
+  // with SO_REUSEPORT, the master's probe with SO_REUSEADDR alone (allowed
+  // next to a socket that does not listen). bind(2) to port 0 elsewhere
+  // ignores both and never hands out a port that is bound.
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    throw std::runtime_error("bind(127.0.0.1:0): " + std::string(strerror(errno)));
+  }
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.sin_port);
+}
+
 bool tcpConnects(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

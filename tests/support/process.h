@@ -31,6 +31,14 @@ class TempDir {
 // back, closed). Used for servers that cannot report the port they took.
 int freeTcpPort();
 
+// A TCP port on 127.0.0.1 held for the rest of this test process by a bound,
+// non-listening socket with SO_REUSEADDR and SO_REUSEPORT, for servers of
+// ours (the worker, the master's cluster sockets), which bind beside it,
+// while no other test process can be handed the port. With a
+// plain freeTcpPort() two tests starting at once could pick the same port,
+// and their servers would silently share one SO_REUSEPORT group.
+int reservedTcpPort();
+
 // True when a TCP connect to 127.0.0.1:port succeeds.
 bool tcpConnects(int port);
 

@@ -139,7 +139,7 @@ std::optional<HttpResponse> httpPost(int port, const std::string& path, const st
 WorkerProcess::WorkerProcess(const std::vector<std::string>& args,
                              const std::map<std::string, std::string>& env)
     : dir_("clusterd-worker") {
-  port_ = freeTcpPort();
+  port_ = reservedTcpPort();
   std::vector<std::string> argv = {CLUSTERD_BIN, "worker", "--listen",
                                    "127.0.0.1:" + std::to_string(port_)};
   argv.insert(argv.end(), args.begin(), args.end());

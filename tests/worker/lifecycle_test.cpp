@@ -223,7 +223,7 @@ TEST_CASE("SIGTERM under load drains with no failed request and no lost job and 
 TEST_CASE("the master shows the built-in worker's READY and CLUSTERD_STATS in status and describe", "[worker][stats]") {
   RedisServer redis;
   TempDir home("clusterd-stats");
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   writeFile(home.file("eco.yaml"),
             "apps:\n"
             "  - name: api\n"

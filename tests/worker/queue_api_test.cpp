@@ -181,6 +181,7 @@ TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts
   }));
   auto m = httpGet(w.port(), "/metrics");
   REQUIRE(m);
+  INFO(m->body);
   CHECK(m->body.find("clusterd_worker_jobs_total{outcome=\"done\"} 32") != std::string::npos);
   CHECK(m->body.find("clusterd_worker_jobs_in_flight 0") != std::string::npos);
   // This process's counters by queue.
@@ -277,7 +278,7 @@ TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and b
 TEST_CASE("a strict queue on a Redis that may lose jobs stops the worker with exit 111", "[worker][queue-api]") {
   RedisServer redis(RedisServer::Options{.appendonly = false});
   TempDir dir("clusterd-strict");
-  int port = freeTcpPort();
+  int port = reservedTcpPort();
   writeFile(dir.file("eco.yaml"),
             "apps:\n"
             "  - name: api\n"
