@@ -8,6 +8,7 @@ listening socket. The systems, each with the same number of processes:
               the clusterd master: one SO_REUSEPORT socket per slot, held by the master
   standalone  the same test worker without a master: WORKERS processes, each binding its
               own SO_REUSEPORT socket on one port (the backlog is the test worker's 128)
+Each server runs in a session of its own, as a daemon does (see the comment at nginx's start).
   builtin     the built-in worker (`script: builtin:worker`, libuv/epoll) in cluster mode
               under the master, answering GET /health (its Redis check cached for a second;
               a redis-server is started for it)
@@ -81,7 +82,11 @@ def main():
                 "events { worker_connections 4096; }\n"
                 "http { access_log off; server { listen 127.0.0.1:%d reuseport; "
                 "location / { return 200 \"ok\"; } } }\n" % (WORKERS, ndir, ndir, ports["nginx"]))
-    procs = [subprocess.Popen(["nginx", "-c", conf, "-p", ndir], stderr=subprocess.DEVNULL)]
+    # Each server in a session of its own, away from wrk's, as when it runs as a daemon: Linux's
+    # scheduler autogroups share the CPU between sessions first (the clusterd master and its
+    # workers are one session, nginx's master and workers another).
+    procs = [subprocess.Popen(["nginx", "-c", conf, "-p", ndir], stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
     try:
         subprocess.run([CLUSTERD, "--home", HOME, "daemon"], check=True, capture_output=True)
         app = {"name": "accept", "script": TESTAPP, "args": ["--ready"], "exec_mode": "cluster",
@@ -95,9 +100,9 @@ def main():
         if not reply.get("ok"):
             raise SystemExit("clusterd start failed: %s" % reply)
         ports["standalone"] = free_port()
-        for _ in range(WORKERS):
-            procs.append(subprocess.Popen([TESTAPP, "--port", str(ports["standalone"]), "--reuseport"],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        one = "%s --port %d --reuseport & " % (TESTAPP, ports["standalone"])
+        procs.append(subprocess.Popen(["sh", "-c", one * WORKERS + "wait"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
         redis_port = free_port()
         procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                                        "--save", "", "--appendonly", "yes", "--dir", TMP],
@@ -136,7 +141,7 @@ def main():
     finally:
         subprocess.run([CLUSTERD, "--home", HOME, "kill"], capture_output=True, timeout=60)
         for p in procs:
-            p.terminate()
+            os.killpg(p.pid, 15) if os.getpgid(p.pid) == p.pid else p.terminate()
             p.wait(timeout=10)
         shutil.rmtree(TMP, ignore_errors=True)
 

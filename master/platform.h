@@ -30,6 +30,9 @@ struct SpawnRequest {
   std::string cwd;
   int listen_fd = -1;               // passed as fd 3 when >= 0
   bool set_listen_pid = false;      // LISTEN_PID must equal the child's pid
+  // The program is the exec trampoline, which makes itself a process group
+  // leader in the master's session; otherwise the spawn starts a new session.
+  bool trampoline_makes_group = false;
   int uid = -1;                     // drop to this uid/gid when >= 0
   int gid = -1;
   std::shared_ptr<LogFile> out;     // stdout lines go here (null = discarded)

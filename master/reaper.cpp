@@ -115,7 +115,7 @@ void ReaperProcess::start() {
   opt.args = args;
   opt.stdio = stdio;
   opt.stdio_count = 3;
-  // Its own session, like the workers: a Ctrl-C at the daemon's terminal
+  // Its own session: a Ctrl-C at the daemon's terminal
   // must not reach it. No parent-death signal: outliving us is its job.
   opt.flags = UV_PROCESS_DETACHED;
   opt.exit_cb = [](uv_process_t* h, int64_t status, int sig) {

@@ -265,6 +265,7 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
     // <self> __exec <master pid> <set LISTEN_PID 0|1> <program> <args...>
     r.file = options_.self_exe;
     r.args = {"__exec", std::to_string(::getpid()), cluster ? "1" : "0", program};
+    r.trampoline_makes_group = true;
     r.args.insert(r.args.end(), args.begin(), args.end());
   } else {
     r.file = program;

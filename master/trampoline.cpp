@@ -23,6 +23,10 @@ int runExecTrampoline(int argc, char** argv) {
     return 100;
   }
   long master = std::strtol(argv[2], nullptr, 10);
+  if (::setpgid(0, 0) != 0) {
+    std::fprintf(stderr, "clusterd: setpgid: %s\n", std::strerror(errno));
+    return 111;
+  }
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
     std::fprintf(stderr, "clusterd: prctl(PR_SET_PDEATHSIG): %s\n", std::strerror(errno));
     return 111;

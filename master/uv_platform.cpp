@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -168,10 +169,14 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
   opt.cwd = r.cwd.empty() ? nullptr : r.cwd.c_str();
   opt.stdio = stdio;
   opt.stdio_count = r.listen_fd >= 0 ? 4 : 3;
-  // DETACHED = setsid(): the worker leads its own process group, so signals
-  // to the group reach whatever it forks, and a Ctrl-C at the terminal of a
-  // foreground daemon does not hit the workers directly.
-  unsigned flags = UV_PROCESS_DETACHED;
+  // Every worker leads its own process group, so signals to the group reach
+  // whatever it forks, and a Ctrl-C at the terminal of a foreground daemon
+  // does not hit the workers directly. The trampoline does it with
+  // setpgid() and stays in the master's session; without it, DETACHED
+  // (setsid()) does, at the price of a session per worker, which Linux's
+  // scheduler autogroups treat as one scheduling group each (see
+  // master/trampoline.h).
+  unsigned flags = r.trampoline_makes_group ? 0 : UV_PROCESS_DETACHED;
   if (r.uid >= 0) {
     flags |= UV_PROCESS_SETUID;
     opt.uid = static_cast<uv_uid_t>(r.uid);
@@ -212,7 +217,10 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
 }
 
 void UvPlatform::signalGroup(pid_t pid, int sig) {
-  if (pid > 0) ::kill(-pid, sig);
+  if (pid <= 0) return;
+  // ESRCH: the trampoline has not made its group yet; it then runs nothing
+  // else, and the signal to it alone is the signal to everything.
+  if (::kill(-pid, sig) != 0 && errno == ESRCH) ::kill(pid, sig);
 }
 
 ProcSample parseProcStat(std::string_view stat, long page_size) {

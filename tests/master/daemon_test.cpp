@@ -160,6 +160,19 @@ TEST_CASE("a worker ignoring SIGTERM is SIGKILLed after kill_timeout with its ch
   CHECK(waitFor([&] { return !processAlive(child); }, seconds(2)));
 }
 
+TEST_CASE("each worker leads its own process group in the master's session") {
+  // Its own group: the master signals a worker and what it forks together.
+  // The master's session: the scheduler groups the master and its workers
+  // as one (autogroups), as with nginx and PM2.
+  DaemonUnderTest d;
+  REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
+  REQUIRE(d.waitOnline("web", 2));
+  for (pid_t p : d.pids("web")) {
+    CHECK(getpgid(p) == p);
+    CHECK(getsid(p) == getsid(d.pid()));
+  }
+}
+
 TEST_CASE("no worker outlives a master killed with SIGKILL") {
   DaemonUnderTest d;
   REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
