@@ -23,7 +23,8 @@ int runExecTrampoline(int argc, char** argv) {
     return 100;
   }
   long master = std::strtol(argv[2], nullptr, 10);
-  if (::setpgid(0, 0) != 0) {
+  // Already a group leader when the master started us in a session of our own.
+  if (::getpgrp() != ::getpid() && ::setpgid(0, 0) != 0) {
     std::fprintf(stderr, "clusterd: setpgid: %s\n", std::strerror(errno));
     return 111;
   }
