@@ -66,6 +66,9 @@ void Connection::close() {
   on_connected_ = nullptr;
   works_.clear();
   current_ = 0;
+  prepared_.clear();
+  expected_.clear();
+  next_expected_ = 0;
 }
 
 void Connection::connect(ConnectCallback done) {
@@ -192,7 +195,9 @@ void Connection::executeMany(std::vector<Work> works) {
   current_ = 0;
   reply_ = Reply{};
   started_ns_ = uv_hrtime();
-  pipeline_ = works_.size() > 1 || works_[0].batch.size() > 1;
+  pipeline_ = works_.size() > 1 || works_[0].batch.size() > 1 || batchNeedsPrepare();
+  expected_.clear();
+  next_expected_ = 0;
   if (!sendBatch()) {
     breakConnection(connectionError(describe() + ": " + PQerrorMessage(conn_.get())));
     return;
@@ -200,26 +205,49 @@ void Connection::executeMany(std::vector<Work> works) {
   flush();
 }
 
+// A lone statement that is not prepared yet needs a pipeline to carry its
+// Parse; one without parameters keeps the simple protocol (several commands
+// in one string, as migrations have) and is never prepared.
+bool Connection::batchNeedsPrepare() const {
+  if (works_.size() != 1 || works_[0].batch.size() != 1) return false;
+  const Statement& s = works_[0].batch[0];
+  return !s.params.empty() && !prepared_.contains(s.sql) && prepared_.size() < kMaxPrepared;
+}
+
 bool Connection::sendBatch() {
   PGconn* c = conn_.get();
   if (pipeline_ && PQenterPipelineMode(c) != 1) return false;
-  for (const Work& w : works_) {
-    assert(!w.batch.empty());
-    for (const Statement& s : w.batch) {
-      if (!pipeline_ && s.params.empty()) {
-        if (PQsendQuery(c, s.sql.c_str()) != 1) return false;
-        continue;
-      }
-      std::vector<const char*> values;
-      values.reserve(s.params.size());
-      for (const auto& p : s.params) values.push_back(p ? p->c_str() : nullptr);
-      if (PQsendQueryParams(c, s.sql.c_str(), static_cast<int>(values.size()), nullptr,
-                            values.data(), nullptr, nullptr, 0) != 1)
-        return false;
-    }
+  for (size_t i = 0; i < works_.size(); ++i) {
+    assert(!works_[i].batch.empty());
+    for (const Statement& s : works_[i].batch)
+      if (!sendStatement(s, i)) return false;
     if (pipeline_ && PQpipelineSync(c) != 1) return false;
   }
   return true;
+}
+
+bool Connection::sendStatement(const Statement& s, size_t work) {
+  PGconn* c = conn_.get();
+  if (!pipeline_ && s.params.empty()) return PQsendQuery(c, s.sql.c_str()) == 1;
+  std::vector<const char*> values;
+  values.reserve(s.params.size());
+  for (const auto& p : s.params) values.push_back(p ? p->c_str() : nullptr);
+  int n = static_cast<int>(values.size());
+
+  const std::string* name = nullptr;
+  auto it = prepared_.find(s.sql);
+  if (it != prepared_.end()) {
+    if (!it->second.pending_in || *it->second.pending_in == work) name = &it->second.name;
+  } else if (pipeline_ && prepared_.size() < kMaxPrepared) {
+    Prepared p{"s" + std::to_string(++next_name_), work};
+    if (PQsendPrepare(c, p.name.c_str(), s.sql.c_str(), n, nullptr) != 1) return false;
+    expected_.push_back(s.sql);
+    name = &prepared_.emplace(s.sql, std::move(p)).first->second.name;
+  }
+  if (pipeline_) expected_.emplace_back();
+  if (name)
+    return PQsendQueryPrepared(c, name->c_str(), n, values.data(), nullptr, nullptr, 0) == 1;
+  return PQsendQueryParams(c, s.sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0) == 1;
 }
 
 void Connection::flush() {
@@ -248,7 +276,24 @@ void Connection::readResults() {
       continue;
     }
     empty_in_a_row = 0;
-    switch (PQresultStatus(r)) {
+    ExecStatusType status = PQresultStatus(r);
+    // The answer to a Parse of ours: the statement is usable by every batch
+    // from now on, or was never made (its error, if any, is the batch's).
+    if (pipeline_ && status != PGRES_PIPELINE_SYNC && next_expected_ < expected_.size() &&
+        !expected_[next_expected_++].empty()) {
+      const std::string& sql = expected_[next_expected_ - 1];
+      if (status == PGRES_COMMAND_OK) {
+        prepared_[sql].pending_in.reset();
+        PQclear(r);
+        continue;
+      }
+      prepared_.erase(sql);
+      if (status != PGRES_FATAL_ERROR) {
+        PQclear(r);
+        continue;
+      }
+    }
+    switch (status) {
       case PGRES_PIPELINE_SYNC:
         PQclear(r);
         if (current_ + 1 == works_.size()) PQexitPipelineMode(c);
@@ -296,6 +341,9 @@ void Connection::breakConnection(const DbError& error) {
   std::vector<Work> works = std::exchange(works_, {});
   size_t first = current_;
   current_ = 0;
+  prepared_.clear();  // they lived in the server's session, which is gone
+  expected_.clear();
+  next_expected_ = 0;
   stopWatching();
   conn_.reset();
   state_ = State::kDisconnected;
