@@ -75,15 +75,7 @@ void Connection::connect(ConnectCallback done) {
   assert(state_ == State::kDisconnected);
   on_connected_ = std::move(done);
   state_ = State::kConnecting;
-  // Custom plans only: a prepared statement is then parsed once but planned
-  // with its parameters every time. PostgreSQL's default may switch to a
-  // generic plan, which for `= ANY($1::bigint[])` lookups guessed a small
-  // array badly and chose sequential scans (seen in the shop's order
-  // transaction). An `options` setting in the connection string comes later
-  // and wins.
-  const char* keys[] = {"options", "dbname", nullptr};
-  const char* values[] = {"-c plan_cache_mode=force_custom_plan", conninfo_.c_str(), nullptr};
-  conn_.reset(PQconnectStartParams(keys, values, 1));
+  conn_.reset(PQconnectStart(conninfo_.c_str()));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
     std::string why = conn_ ? PQerrorMessage(conn_.get()) : "out of memory";
     finishConnect(connectionError("connect to postgres: " + why));
