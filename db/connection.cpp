@@ -75,7 +75,17 @@ void Connection::connect(ConnectCallback done) {
   assert(state_ == State::kDisconnected);
   on_connected_ = std::move(done);
   state_ = State::kConnecting;
-  conn_.reset(PQconnectStart(conninfo_.c_str()));
+  // Custom plans only: a prepared statement is then parsed once but planned
+  // with its parameters every time. PostgreSQL's default switches to a
+  // generic plan after five executions when it costs no more, and keeps it
+  // until the table is analysed again: one made while a table was small
+  // kept scanning it sequentially as it grew (seen in the shop's order
+  // transaction, where order_lines grew from hundreds to tens of thousands
+  // of rows in a minute). An `options` setting in the connection string
+  // comes later and wins.
+  const char* keys[] = {"options", "dbname", nullptr};
+  const char* values[] = {"-c plan_cache_mode=force_custom_plan", conninfo_.c_str(), nullptr};
+  conn_.reset(PQconnectStartParams(keys, values, 1));
   if (!conn_ || PQstatus(conn_.get()) == CONNECTION_BAD) {
     std::string why = conn_ ? PQerrorMessage(conn_.get()) : "out of memory";
     finishConnect(connectionError("connect to postgres: " + why));

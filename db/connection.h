@@ -14,15 +14,11 @@
 // Statements sent with the extended protocol are prepared once per
 // connection (named "s1", "s2", … and kept until the connection closes, up to
 // kMaxPrepared distinct texts) and executed by name afterwards: PostgreSQL
-// then skips parsing and analysing them and, after five executions, planning
-// too when a generic plan costs no more than the custom ones did: together
-// two fifths of its CPU in the shop's checkout load. A generic plan does not
-// know how long an array parameter is, so statements are written for plans
-// that stay good either way (e.g. `col = ANY(ARRAY(SELECT ...))` for a lookup
-// through a unique index rather than `col IN (SELECT ...)`, which a generic
-// plan may hash over a sequential scan). A Parse is sent in the same pipeline
-// as the statement's first use and is only relied on by later batches once
-// PostgreSQL has answered it.
+// then skips parsing and analysing them, about a fifth of its CPU in the
+// shop's checkout load. It still plans every execution with its parameters
+// (plan_cache_mode=force_custom_plan, see connect()). A Parse is sent in the
+// same pipeline as the statement's first use and is only relied on by later
+// batches once PostgreSQL has answered it.
 #pragma once
 
 #include <uv.h>

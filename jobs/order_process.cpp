@@ -78,12 +78,11 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
          {db::stmt("SELECT id, status, customer, (extract(epoch FROM created_at) * 1000000)::bigint"
                    " FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
                    db::int64Array(order_ids)),
-          // `= ANY(ARRAY(...))` rather than `IN (SELECT ...)`: the planner,
-          // also a generic plan of the prepared statement, then looks each
-          // SKU up in variants' unique index instead of hashing a
-          // sequential scan of every variant, each of whose rows carries a
-          // multixact (locked here, updated under the savepoint) that costs
-          // a lookup to check.
+          // `= ANY(ARRAY(...))` rather than `IN (SELECT ...)`: the planner
+          // then looks each SKU up in variants' unique index instead of
+          // hashing a sequential scan of every variant, each of whose rows
+          // carries a multixact (locked here, updated under the savepoint)
+          // that costs a lookup to check.
           db::stmt("SELECT id, sku, stock, price_cents FROM variants"
                    " WHERE sku = ANY (ARRAY(SELECT sku FROM order_lines"
                    "                        WHERE order_id = ANY($1::bigint[])))"

@@ -66,6 +66,10 @@ TEST_CASE("a statement with parameters is prepared at its first use and run by n
   REQUIRE(second.ok());
   CHECK(second[0].int64(0, 0) == 2);
   CHECK(preparedCopies(loop, pool, sql) == 1);
+  // Planned with its parameters at every execution, never generically.
+  Reply mode = runQuery(loop, pool, Statement{"SHOW plan_cache_mode", {}});
+  REQUIRE(mode.ok());
+  CHECK(mode[0].str(0, 0) == "force_custom_plan");
 }
 
 TEST_CASE("a statement that fails to prepare reports its error at its index and is not kept",
