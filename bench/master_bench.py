@@ -332,7 +332,9 @@ def bench_throughput():
 events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:%d reuseport; location / { return 200 "ok"; } } }
 """ % (ndir, ndir, nginx_port))
-    ng = subprocess.Popen(["nginx", "-c", conf, "-p", ndir], stderr=subprocess.DEVNULL)
+    # A session of its own, as the clusterd and PM2 daemons have (see bench/master_accept.py).
+    ng = subprocess.Popen(["nginx", "-c", conf, "-p", ndir], stderr=subprocess.DEVNULL,
+                          start_new_session=True)
     try:
         wait_serving(nginx_port)
         res = {}
@@ -380,6 +382,7 @@ def main():
     finally:
         subprocess.run([CLUSTERD, "--home", CD_HOME, "kill"], capture_output=True, timeout=60)
         subprocess.run([PM2, "kill"], env=ENV, capture_output=True, timeout=60)
+        shutil.rmtree(TMP, ignore_errors=True)
     print(json.dumps(results, indent=1, default=str))
     m, s, k = results["memory"], results["status_ms"], results["kill"]
     rows = [
