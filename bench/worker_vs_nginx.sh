@@ -75,7 +75,11 @@ http {
   }
 }
 CONF
-nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
+# In a session of its own, as the clusterd and PM2 daemons and their workers
+# are: Linux's scheduler autogroups share the CPU between sessions first, so a
+# server left in this script's session (with wrk) would be scheduled
+# differently from the others (docs/BENCHMARKS.md, Master).
+setsid nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
 NGINX_PID=$!
 wait_http "http://127.0.0.1:$NGINX_PORT/"
 
