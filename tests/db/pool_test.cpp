@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "db/pool.h"
-#include "tests/db/loop.h"
+#include "tests/db/pool_helpers.h"
 #include "tests/support/servers.h"
 
 using namespace clusterd;
@@ -16,33 +16,12 @@ using namespace clusterd::db;
 using namespace std::chrono_literals;
 using clusterd::test::PostgresServer;
 using clusterd::test::TestLoop;
-
-namespace {
-
-PoolOptions optionsFor(const PostgresServer& pg, int size = 2) {
-  PoolOptions o;
-  o.conninfo = pg.url();
-  o.size = size;
-  o.connect_timeout = 2s;
-  o.acquire_timeout = 5s;
-  o.backoff_min = 50ms;
-  o.backoff_max = 300ms;
-  return o;
-}
-
-Reply runQuery(TestLoop& loop, Pool& pool, Statement s) {
-  std::optional<Reply> out;
-  pool.query(std::move(s), [&](Reply r) { out = std::move(r); });
-  REQUIRE(loop.runUntil([&] { return out.has_value(); }));
-  return std::move(*out);
-}
-
-}  // namespace
+using clusterd::test::runQuery;
 
 TEST_CASE("a query with parameters returns its rows", "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg));
   pool.start();
   Reply r = runQuery(loop, pool, stmt("SELECT $1::int + 1 AS n, $2::text AS t, NULL AS z", 41,
                                       "hello"));
@@ -58,7 +37,7 @@ TEST_CASE("a pipeline returns one result per statement in one batch", "[db][post
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg));
   std::optional<Reply> out;
   pool.pipeline({stmt("INSERT INTO t VALUES ($1)", 1), stmt("INSERT INTO t VALUES ($1)", 2),
                  stmt("SELECT count(*) FROM t")},
@@ -76,7 +55,7 @@ TEST_CASE("a failing statement in a pipeline reports its sqlstate and nothing is
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   pg.query("INSERT INTO t VALUES (1)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   std::optional<Reply> out;
   pool.pipeline({stmt("INSERT INTO t VALUES ($1)", 2), stmt("INSERT INTO t VALUES ($1)", 1),
                  stmt("INSERT INTO t VALUES ($1)", 3)},
@@ -96,7 +75,7 @@ TEST_CASE("a committed transaction is visible and a dropped one is rolled back",
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   bool committed = false;
   pool.transaction([&](TransactionPtr tx, std::optional<DbError> err) {
     REQUIRE_FALSE(err);
@@ -130,7 +109,7 @@ TEST_CASE("requests wait for a free connection in order when the pool is exhaust
           "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   std::vector<int> order;
   for (int i = 0; i < 8; ++i)
     pool.query(stmt("SELECT pg_sleep(0.01), $1::int", i), [&, i](Reply r) {
@@ -146,7 +125,7 @@ TEST_CASE("the pool reconnects after a postgres restart and queued work then suc
           "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 2));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 2));
   pool.start();
   REQUIRE(runQuery(loop, pool, stmt("SELECT 1")).ok());
   pg.stop();
@@ -193,7 +172,7 @@ TEST_CASE("a server that accepts but never answers fails the connect after the t
 TEST_CASE("ping succeeds against a live server", "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   std::optional<std::optional<DbError>> out;
   pool.ping(2s, [&](std::optional<DbError> e) { out = std::move(e); });
   REQUIRE(loop.runUntil([&] { return out.has_value(); }));
@@ -203,7 +182,7 @@ TEST_CASE("ping succeeds against a live server", "[db][postgres]") {
 TEST_CASE("queries slower than the threshold are counted as slow", "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  PoolOptions o = optionsFor(pg, 1);
+  PoolOptions o = test::poolOptionsFor(pg, 1);
   o.slow_query = 30ms;
   Pool pool(loop.get(), o);
   REQUIRE(runQuery(loop, pool, stmt("SELECT 1")).ok());
@@ -215,7 +194,7 @@ TEST_CASE("queries slower than the threshold are counted as slow", "[db][postgre
 TEST_CASE("a simple-protocol script runs several commands in one statement", "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   Reply r = runQuery(loop, pool, Statement{"CREATE TABLE a (x int); INSERT INTO a VALUES (7);", {}});
   REQUIRE(r.ok());
   CHECK(pg.scalar("SELECT x FROM a") == "7");
@@ -226,7 +205,7 @@ TEST_CASE("queued requests share one pipeline and an error in one leaves the oth
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   int ok = 0, failed = 0;
   for (int i = 0; i < 20; ++i) {
     // Row 5 is inserted twice: the second insert fails alone.
@@ -247,7 +226,7 @@ TEST_CASE("grouped batches commit in one transaction and a failure reaches only 
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   REQUIRE(runQuery(loop, pool, stmt("SELECT 1")).ok());
   // Occupy the one connection so the grouped inserts queue up behind it.
   bool slept = false;
@@ -292,7 +271,7 @@ TEST_CASE("a transaction kept open after an error goes on from its savepoint",
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg));
   pool.start();
   TransactionPtr tx;
   pool.transaction([&](TransactionPtr t, std::optional<DbError> e) {
@@ -337,7 +316,7 @@ TEST_CASE("a setting made local in a batch holds until that batch commits, alone
   // setting shows it.
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), optionsFor(pg, 1));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   Statement local{"SELECT set_config('statement_timeout', '1234', true)", {}};
   Statement show{"SHOW statement_timeout", {}};
   std::optional<Reply> alone;

@@ -8,7 +8,7 @@
 
 #include "db/connection.h"
 #include "db/pool.h"
-#include "tests/db/loop.h"
+#include "tests/db/pool_helpers.h"
 #include "tests/support/servers.h"
 
 using namespace clusterd;
@@ -16,26 +16,9 @@ using namespace clusterd::db;
 using namespace std::chrono_literals;
 using clusterd::test::PostgresServer;
 using clusterd::test::TestLoop;
+using clusterd::test::runQuery;
 
 namespace {
-
-PoolOptions oneConnection(const PostgresServer& pg) {
-  PoolOptions o;
-  o.conninfo = pg.url();
-  o.size = 1;
-  o.connect_timeout = 2s;
-  o.acquire_timeout = 5s;
-  o.backoff_min = 50ms;
-  o.backoff_max = 300ms;
-  return o;
-}
-
-Reply runQuery(TestLoop& loop, Pool& pool, Statement s) {
-  std::optional<Reply> out;
-  pool.query(std::move(s), [&](Reply r) { out = std::move(r); });
-  REQUIRE(loop.runUntil([&] { return out.has_value(); }));
-  return std::move(*out);
-}
 
 // How many times the session of the pool's one connection holds `sql`
 // prepared. The query has no parameters, so it is never prepared itself.
@@ -56,7 +39,7 @@ TEST_CASE("a statement with parameters is prepared at its first use and run by n
           "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   const std::string sql = "SELECT $1::int + 1";
   Reply first = runQuery(loop, pool, stmt(sql, 41));
   REQUIRE(first.ok());
@@ -77,7 +60,7 @@ TEST_CASE("a statement that fails to prepare reports its error at its index and 
   PostgresServer pg;
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   const std::string bad = "SELECT nosuchcolumn FROM t WHERE x = $1";
   std::optional<Reply> out;
   pool.pipeline({stmt("SELECT $1::int", 1), stmt(bad, 1)}, [&](Reply r) { out = std::move(r); });
@@ -99,7 +82,7 @@ TEST_CASE("a statement prepared in a transaction that rolls back stays usable", 
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   pg.query("INSERT INTO t VALUES (1)");
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   const std::string sql = "SELECT $1::int + 100";
   std::optional<Reply> out;
   pool.pipeline({stmt(sql, 1), stmt("INSERT INTO t VALUES ($1)", 1)},
@@ -119,7 +102,7 @@ TEST_CASE("a Parse skipped after an error hurts neither the batches beside it no
   pg.query("CREATE TABLE t (x int PRIMARY KEY)");
   pg.query("INSERT INTO t VALUES (1)");
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   const std::string sql = "SELECT $1::int * 2";
   // Queued together, these share one pipeline: the first batch fails before
   // its Parse of `sql`, which PostgreSQL then skips; the others, each behind
@@ -147,7 +130,7 @@ TEST_CASE("statements are prepared again on the connection made after a postgres
           "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   const std::string sql = "SELECT $1::int - 1";
   REQUIRE(runQuery(loop, pool, stmt(sql, 10)).ok());
   pg.stop();
@@ -167,7 +150,7 @@ TEST_CASE("statements are prepared again on the connection made after a postgres
 TEST_CASE("past the cap, more statement texts still run, unprepared", "[db][postgres]") {
   PostgresServer pg;
   TestLoop loop;
-  Pool pool(loop.get(), oneConnection(pg));
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
   size_t n = Connection::kMaxPrepared + 20;
   for (size_t i = 0; i < n; ++i) {
     Reply r = runQuery(loop, pool, stmt(fmt::format("SELECT $1::int + {}", i), 1));
