@@ -65,6 +65,9 @@ Result<void> install(worker::Worker& w) {
   // A worker that consumes none of the shop's queues only serves the API.
   if (queue::Consumer* consumer = w.consumer()) {
     keep->registerHandlers(*consumer);
+    // The ledger is pruned where it is written: by the shop's job runners,
+    // not by processes that only serve the API.
+    if (shop_concurrency > 0) keep->startLedgerPruner();
     // Whoever processes orders also re-enqueues the ones whose job was lost.
     if (o.spec.queues.count(kOrdersQueue)) keep->startOrderSweeper(shop_client);
   }

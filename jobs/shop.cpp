@@ -53,7 +53,7 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
     retention = *r;
   }
   shop->pruner_ = std::make_unique<LedgerPruner>(loop, job_pool, retention);
-  shop->pruner_->start();
+  shop->retention_ = retention;
   if (options.sweep) {
     shop->sweep_options_ = *options.sweep;
   } else {
@@ -62,6 +62,13 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
     shop->sweep_options_ = *sw;
   }
   return shop;
+}
+
+void Shop::startLedgerPruner() {
+  pruner_->start();
+  log::info("jobs", "ledger pruner: every {:g} s, job_ledger rows older than {:g} h",
+            static_cast<double>(retention_.interval.count()) / 1000.0,
+            static_cast<double>(retention_.age.count()) / 3.6e6);
 }
 
 void Shop::startOrderSweeper(queue::Client& client) {

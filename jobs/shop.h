@@ -71,6 +71,9 @@ class Shop : public std::enable_shared_from_this<Shop> {
   // pending (jobs/order_sweeper.h); for processes that consume `orders`.
   // `client` must outlive the Shop (install() has the Shop adopt it).
   void startOrderSweeper(queue::Client& client);
+  // Starts pruning job_ledger rows past their retention (jobs/ledger.h); for
+  // processes that run the shop's jobs, which write the ledger.
+  void startLedgerPruner();
   // Prometheus text: cache hits by layer and hit ratio, orders, mail, db pool.
   void renderMetrics(std::string& out) const;
 
@@ -98,6 +101,7 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<LedgerPruner> pruner_;  // uses the job pool: destroyed before it
+  LedgerRetention retention_;
   SweepOptions sweep_options_;
   std::unique_ptr<OrderSweeper> sweeper_;  // uses the job pool and the client: destroyed first
   Services services_;

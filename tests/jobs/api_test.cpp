@@ -110,3 +110,17 @@ TEST_CASE("GET /v1/products pages the catalogue and serves repeats from the cach
   CHECK(metrics.body.find("clusterd_shop_cache_lookups_total{result=\"miss\"} 0") == std::string::npos);
   CHECK(s.redis.command({"EXISTS", "clusterd:shop:product:SKU-000007"}) == "1");
 }
+
+TEST_CASE("only a worker that runs the shop's jobs prunes the job ledger",
+          "[jobs][api][postgres][redis]") {
+  {
+    ApiStack api;
+    // Shop::create has logged where mail goes by the time the port answers.
+    REQUIRE(waitFor([&] { return readFile(api.home.file("worker.log")).find("mail goes to") !=
+                                 std::string::npos; }, 10s));
+    CHECK(readFile(api.home.file("worker.log")).find("ledger pruner") == std::string::npos);
+  }
+  ApiStack jobs("orders:4");
+  CHECK(waitFor([&] { return readFile(jobs.home.file("worker.log")).find("ledger pruner: every") !=
+                             std::string::npos; }, 10s));
+}
