@@ -106,7 +106,8 @@ def main():
         redis_port = free_port()
         procs.append(subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                                        "--save", "", "--appendonly", "yes", "--dir", TMP],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
         wait_serving(redis_port)
         ports["builtin"] = free_port()
         eco = os.path.join(TMP, "builtin.yaml")
@@ -141,7 +142,11 @@ def main():
     finally:
         subprocess.run([CLUSTERD, "--home", HOME, "kill"], capture_output=True, timeout=60)
         for p in procs:
-            os.killpg(p.pid, 15) if os.getpgid(p.pid) == p.pid else p.terminate()
+            # A server started in its own session leads its process group: stop all of it.
+            try:
+                os.killpg(p.pid, 15)
+            except ProcessLookupError:
+                pass
             p.wait(timeout=10)
         shutil.rmtree(TMP, ignore_errors=True)
 

@@ -61,6 +61,7 @@ class LedgerPruner {
   void pruneOnce(std::function<void(Result<int64_t>)> done);
 
   uint64_t pruned() const { return pruned_; }
+  const LedgerRetention& retention() const { return retention_; }
 
  private:
   void round();

@@ -53,7 +53,6 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
     retention = *r;
   }
   shop->pruner_ = std::make_unique<LedgerPruner>(loop, job_pool, retention);
-  shop->retention_ = retention;
   if (options.sweep) {
     shop->sweep_options_ = *options.sweep;
   } else {
@@ -66,9 +65,10 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
 
 void Shop::startLedgerPruner() {
   pruner_->start();
+  const LedgerRetention& r = pruner_->retention();
   log::info("jobs", "ledger pruner: every {:g} s, job_ledger rows older than {:g} h",
-            static_cast<double>(retention_.interval.count()) / 1000.0,
-            static_cast<double>(retention_.age.count()) / 3.6e6);
+            static_cast<double>(r.interval.count()) / 1000.0,
+            static_cast<double>(r.age.count()) / 3.6e6);
 }
 
 void Shop::startOrderSweeper(queue::Client& client) {

@@ -101,7 +101,6 @@ class Shop : public std::enable_shared_from_this<Shop> {
   std::unique_ptr<db::Pool> owned_pool_;  // destroyed after the client below
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<LedgerPruner> pruner_;  // uses the job pool: destroyed before it
-  LedgerRetention retention_;
   SweepOptions sweep_options_;
   std::unique_ptr<OrderSweeper> sweeper_;  // uses the job pool and the client: destroyed first
   Services services_;
