@@ -50,6 +50,12 @@ std::vector<OrderJob> OrderGroup::takeJobs() {
   return out;
 }
 
+bool OrderGroup::lostCarriedOrder(const std::map<int64_t, GroupSnapshot::Order>& orders) const {
+  for (const Entry& e : jobs_)
+    if (e.job.order && e.job.created_us > 0 && !orders.count(e.job.order_id)) return true;
+  return false;
+}
+
 std::vector<db::Statement> OrderGroup::recoveryStatements() const {
   std::vector<int64_t> ids, created, line_orders, line_nos, qtys;
   std::vector<std::string> customers, keys, skus, owned_keys;

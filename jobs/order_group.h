@@ -80,6 +80,10 @@ class OrderGroup {
   // Hands the jobs back (to answer them all alike, or to run them apart).
   std::vector<OrderJob> takeJobs();
 
+  // Whether a job carries an order that `orders` (the rows read under the
+  // lock) lacks: its pending row was lost in a crash, and the group must
+  // run again with the recovery statements below.
+  bool lostCarriedOrder(const std::map<int64_t, GroupSnapshot::Order>& orders) const;
   // Statements for the first pipeline, before the orders are locked:
   // recreate the pending rows (and lines) of orders whose jobs carry them
   // and whose rows are missing, in id order; move the order id sequence
@@ -141,6 +145,9 @@ class OrderGroup {
   std::vector<std::string> ledger_deletes_;
 };
 
+// Runs `jobs` as one group on a transaction of their own; `recover` adds
+// the statements that recreate lost pending rows (recoveryStatements()).
+void runGroup(Services& s, std::vector<OrderJob> jobs, bool recover);
 // Runs one order job in a group of its own (after its group's shared read
 // failed for a reason that may be that job's alone).
 void processOrderAlone(Services& s, OrderJob job);

@@ -6,11 +6,13 @@
 //
 // Design: a group costs two round trips and one WAL flush however many
 // orders it holds. The first pipeline (with BEGIN) inserts the jobs' ledger
-// rows (sorted), recreates any pending order row a crash lost from the order
-// its job carries (the checkout's insert does not wait for a WAL flush;
-// docs/JOBS.md, "Durability of a checkout"), locks the orders by ascending
-// id and then their variants by ascending id, and reads the lines and the
-// pending emails. Every group takes
+// rows (sorted), locks the orders by ascending id and then their variants by
+// ascending id, and reads the lines and the pending emails. If a job carries
+// an order whose row is not there (a crash lost it: the checkout's insert
+// does not wait for a WAL flush; docs/JOBS.md, "Durability of a checkout"),
+// the group rolls back and runs again with statements that recreate those
+// rows before the orders are locked; only a crash costs that second run, and
+// the statements' planning is saved on every other group. Every group takes
 // its row locks in that one order, so concurrent groups (and inventory.adjust,
 // which locks variants by id too) queue behind each other instead of
 // deadlocking, and the stock read under the locks is the stock the decisions
@@ -62,8 +64,9 @@ void enqueueEmailBatch(Services& s, std::function<void(std::optional<std::string
 // One group on one transaction, from the first pipeline to the answers.
 class GroupRun : public std::enable_shared_from_this<GroupRun> {
  public:
-  GroupRun(Services& s, db::TransactionPtr tx, std::vector<OrderJob> jobs)
-      : s_(s), tx_(std::move(tx)), group_(std::move(jobs)) {}
+  // `recover`: recreate the lost pending rows of the orders the jobs carry.
+  GroupRun(Services& s, db::TransactionPtr tx, std::vector<OrderJob> jobs, bool recover)
+      : s_(s), tx_(std::move(tx)), group_(std::move(jobs)), recover_(recover) {}
 
   void start() {
     std::vector<int64_t> order_ids = group_.orderIds();
@@ -73,7 +76,8 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
                  " SELECT id, 'order.process' FROM unnest($1::text[]) AS id ORDER BY id"
                  " ON CONFLICT (job_id) DO NOTHING RETURNING job_id",
                  db::textArray(job_ids))};
-    for (db::Statement& st : group_.recoveryStatements()) batch.push_back(std::move(st));
+    if (recover_)
+      for (db::Statement& st : group_.recoveryStatements()) batch.push_back(std::move(st));
     for (db::Statement st :
          {db::stmt("SELECT id, status, customer, (extract(epoch FROM created_at) * 1000000)::bigint"
                    " FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE",
@@ -91,8 +95,11 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
           db::stmt("SELECT order_id, line_no, sku, qty FROM order_lines"
                    " WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line_no",
                    db::int64Array(order_ids)),
-          db::stmt("SELECT DISTINCT order_id FROM email_outbox"
-                   " WHERE order_id = ANY($1::bigint[]) AND status = 'pending'",
+          // Every email of the orders, filtered here: with `status =
+          // 'pending'` in the query, the planner ANDs in a bitmap scan of
+          // the whole pending-email index, which holds an entry for every
+          // email sent since the table's last vacuum.
+          db::stmt("SELECT order_id, status FROM email_outbox WHERE order_id = ANY($1::bigint[])",
                    db::int64Array(order_ids))})
       batch.push_back(std::move(st));
     auto self = shared_from_this();
@@ -111,19 +118,27 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
       }
       return answerAll(fromDbError("order.process", *r.error));
     }
-    // Replies: the ledger rows, the recovery statements, then the reads.
-    constexpr size_t kRec = 1, kOrders = kRec + OrderGroup::kRecoveryStatements;
-    constexpr size_t kVariants = kOrders + 1, kLines = kOrders + 2, kEmails = kOrders + 3;
+    // Replies: the ledger rows, the recovery statements if any, the reads.
+    constexpr size_t kRec = 1;
+    const size_t kOrders = kRec + (recover_ ? OrderGroup::kRecoveryStatements : 0);
+    const size_t kVariants = kOrders + 1, kLines = kOrders + 2, kEmails = kOrders + 3;
     GroupSnapshot snap;
-    for (int i = 0; i < r[0].size(); ++i) snap.inserted.insert(r[0].str(i, 0));
-    OrderGroup::readRecovery(r[kRec], r[kRec + 2], snap);
-    if (!snap.recreated.empty())
-      log::warn("jobs",
-                "order.process: recreated {} pending order(s) lost before processing (first id {})",
-                snap.recreated.size(), *snap.recreated.begin());
     const db::Rows& orders = r[kOrders];
     for (int i = 0; i < orders.size(); ++i)
       snap.orders[orders.int64(i, 0)] = {orders.str(i, 1), orders.str(i, 2), orders.int64(i, 3)};
+    if (!recover_ && group_.lostCarriedOrder(snap.orders)) {
+      tx_->rollback();
+      return runGroup(s_, group_.takeJobs(), true);
+    }
+    for (int i = 0; i < r[0].size(); ++i) snap.inserted.insert(r[0].str(i, 0));
+    if (recover_) {
+      OrderGroup::readRecovery(r[kRec], r[kRec + 2], snap);
+      if (!snap.recreated.empty())
+        log::warn(
+            "jobs",
+            "order.process: recreated {} pending order(s) lost before processing (first id {})",
+            snap.recreated.size(), *snap.recreated.begin());
+    }
     const db::Rows& variants = r[kVariants];
     for (int i = 0; i < variants.size(); ++i)
       snap.variants[variants.str(i, 1)] = {variants.int64(i, 0), variants.int64(i, 2),
@@ -132,7 +147,8 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
     for (int i = 0; i < lines.size(); ++i)
       snap.lines[lines.int64(i, 0)].push_back(
           {static_cast<int>(lines.int64(i, 1)), lines.str(i, 2), lines.int64(i, 3)});
-    for (int i = 0; i < r[kEmails].size(); ++i) snap.pending_email.insert(r[kEmails].int64(i, 0));
+    for (int i = 0; i < r[kEmails].size(); ++i)
+      if (r[kEmails].str(i, 1) == "pending") snap.pending_email.insert(r[kEmails].int64(i, 0));
     group_.decide(std::move(snap));
     if (!group_.writes() && group_.ledgerDeletes().empty()) {
       // Nothing to write: redeliveries, or orders decided by other jobs.
@@ -234,9 +250,22 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
   Services& s_;
   db::TransactionPtr tx_;
   OrderGroup group_;
+  bool recover_;
 };
 
 }  // namespace
+
+void runGroup(Services& s, std::vector<OrderJob> jobs, bool recover) {
+  auto shared = std::make_shared<std::vector<OrderJob>>(std::move(jobs));
+  s.pool->transaction([&s, shared, recover](db::TransactionPtr tx, std::optional<db::DbError> err) {
+    if (err) {
+      JobResult r = fromDbError("order.process", *err);
+      for (OrderJob& j : *shared) j.done(r);
+      return;
+    }
+    std::make_shared<GroupRun>(s, std::move(tx), std::move(*shared), recover)->start();
+  });
+}
 
 std::string ledgerKey(const Job& job) {
   return job.queue.empty() ? job.id : job.queue + ":" + job.id;
@@ -305,7 +334,7 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
       return;
     }
     if (group.empty()) return;  // the transaction is dropped unused
-    std::make_shared<GroupRun>(s_, std::move(tx), std::move(group))->start();
+    std::make_shared<GroupRun>(s_, std::move(tx), std::move(group), false)->start();
   }
 
   Services& s_;
@@ -315,13 +344,9 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
 };
 
 void processOrderAlone(Services& s, OrderJob job) {
-  auto shared = std::make_shared<OrderJob>(std::move(job));
-  s.pool->transaction([&s, shared](db::TransactionPtr tx, std::optional<db::DbError> err) {
-    if (err) return shared->done(fromDbError("order.process", *err));
-    std::vector<OrderJob> one;
-    one.push_back(std::move(*shared));
-    std::make_shared<GroupRun>(s, std::move(tx), std::move(one))->start();
-  });
+  std::vector<OrderJob> one;
+  one.push_back(std::move(job));
+  runGroup(s, std::move(one), false);
 }
 
 void processOrder(Services& s, const Job& job, JobDone done) {
