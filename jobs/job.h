@@ -74,6 +74,14 @@ struct Services {
   EnqueueFn enqueue;        // required by order.process and email.batch
   InvalidateFn invalidate;  // optional
   Mailer* mailer = nullptr; // required by email.batch
+  // How long the first order.process job of a group waits for others to
+  // join it before the group asks for a connection (a full group goes at
+  // once); orderGroupWaitFromEnv() in jobs/order_group.h. Under load a few
+  // milliseconds turn many small transactions into a few large ones, and
+  // per-transaction work is most of PostgreSQL's CPU per order at moderate
+  // rates; 0 groups only the jobs that arrive together or while a
+  // connection is being found.
+  std::chrono::milliseconds order_group_wait{0};
   // Gathers concurrent order.process jobs into shared transactions; made by
   // the first processOrder() call, lives as long as these services.
   std::shared_ptr<OrderGrouper> order_grouper;

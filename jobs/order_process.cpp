@@ -27,11 +27,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "common/log.h"
+#include "config/load.h"
 #include "jobs/job.h"
 #include "jobs/order_group.h"
 #include "jobs/store.h"
@@ -267,6 +269,16 @@ void runGroup(Services& s, std::vector<OrderJob> jobs, bool recover) {
   });
 }
 
+Result<std::chrono::milliseconds> orderGroupWaitFromEnv() {
+  const char* v = std::getenv("CLUSTERD_ORDER_GROUP_WAIT");
+  if (!v || !*v) return kDefaultOrderGroupWait;
+  config::Millis d{0};
+  if (!config::parseDuration(v, d) || d > std::chrono::seconds(1))
+    return Error{fmt::format(
+        "CLUSTERD_ORDER_GROUP_WAIT={}: expected a duration from 0 to 1s, such as 10ms or 0", v)};
+  return d;
+}
+
 std::string ledgerKey(const Job& job) {
   return job.queue.empty() ? job.id : job.queue + ":" + job.id;
 }
@@ -286,12 +298,25 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
 
   void add(OrderJob job) {
     pending_.push_back(std::move(job));
+    if (waiting_ && pending_.size() >= kMaxOrderGroup) {
+      // A full group need not wait for more.
+      uv_timer_stop(timer_.get());
+      waiting_ = false;
+      return request();
+    }
     if (requesting_) return;
     requesting_ = true;
-    // Jobs handed over in the same loop turn (a reserved batch) join the
-    // same group: ask for a connection on the next turn.
+    waiting_ = true;
+    // Jobs handed over in the same loop turn (a reserved batch), or within
+    // the group wait, join the same group.
     uv_timer_start(
-        timer_.get(), [](uv_timer_t* t) { static_cast<OrderGrouper*>(t->data)->request(); }, 0, 0);
+        timer_.get(),
+        [](uv_timer_t* t) {
+          auto* self = static_cast<OrderGrouper*>(t->data);
+          self->waiting_ = false;
+          self->request();
+        },
+        static_cast<uint64_t>(s_.order_group_wait.count()), 0);
   }
 
  private:
@@ -340,7 +365,8 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
   Services& s_;
   UvHandle<uv_timer_t> timer_;
   std::vector<OrderJob> pending_;
-  bool requesting_ = false;
+  bool requesting_ = false;  // a group is waiting (below) or asking for a connection
+  bool waiting_ = false;     // the group wait's timer is running
 };
 
 void processOrderAlone(Services& s, OrderJob job) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "jobs/order_group.h"
 #include "queue/client.h"
 #include "queue/consumer.h"
 #include "queue/job.h"
@@ -43,6 +44,9 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
     cache->invalidate(skus);
   };
   shop->services_.mailer = shop->mailer_.get();
+  auto group_wait = orderGroupWaitFromEnv();
+  if (!group_wait) return group_wait.error();
+  shop->services_.order_group_wait = *group_wait;
   shop->api_ = std::make_unique<ShopApi>(pool, *shop->cache_, shop->services_.enqueue);
   LedgerRetention retention;
   if (options.ledger) {

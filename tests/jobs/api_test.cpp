@@ -119,8 +119,14 @@ TEST_CASE("only a worker that runs the shop's jobs prunes the job ledger",
     REQUIRE(waitFor([&] { return readFile(api.home.file("worker.log")).find("mail goes to") !=
                                  std::string::npos; }, 10s));
     CHECK(readFile(api.home.file("worker.log")).find("ledger pruner") == std::string::npos);
+    CHECK(readFile(api.home.file("worker.log")).find("order.process groups") == std::string::npos);
   }
   ApiStack jobs("orders:4");
   CHECK(waitFor([&] { return readFile(jobs.home.file("worker.log")).find("ledger pruner: every") !=
                              std::string::npos; }, 10s));
+  // It also says how long its order groups wait (the default).
+  CHECK(waitFor([&] {
+    return readFile(jobs.home.file("worker.log")).find("order.process groups wait up to 10 ms") !=
+           std::string::npos;
+  }, 10s));
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "jobs/order_group.h"
 #include "tests/jobs/shop_fixture.h"
 
 using namespace clusterd;
@@ -188,6 +189,64 @@ TEST_CASE("order jobs that arrive together share one transaction", "[jobs][order
   auto again = runTogether(f, ids, "grp-");
   for (auto& r : again) CHECK(r.message == "already processed (job ledger)");
   CHECK(f.pg.scalar("SELECT sum(stock) FROM variants") == "480");
+}
+
+TEST_CASE("order jobs handed over within the group wait share one transaction",
+          "[jobs][order][postgres]") {
+  ShopFixture f(5, 100, 4);
+  f.services.order_group_wait = 300ms;
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(f.placeOrder(fmt::format("w{}@example.com", i), {{"SKU-000001", 1}}));
+  // One job now and one every 50 ms: each arrives in a loop turn of its own,
+  // all before the first one's wait is over.
+  int done = 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    f.after(50 * i, [&f, &done, &ids, i] {
+      processOrder(f.services, Job{"w-" + std::to_string(i), kOrderProcess, {{"order_id", ids[i]}}},
+                   [&done](JobResult r) {
+                     CHECK(r.message == "confirmed");
+                     ++done;
+                   });
+    });
+  REQUIRE(f.loop.runUntil([&] { return done == 3; }, 10s));
+  CHECK(f.pg.scalar("SELECT count(DISTINCT processed_at) FROM orders") == "1");
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "97");
+}
+
+TEST_CASE("a full order group does not wait out the group wait", "[jobs][order][postgres]") {
+  ShopFixture f(5, 100, 4);
+  f.services.order_group_wait = 1h;
+  std::vector<int64_t> ids;
+  for (size_t i = 0; i < kMaxOrderGroup; ++i)
+    ids.push_back(f.placeOrder(fmt::format("full{}@example.com", i), {{"SKU-000002", 1}}));
+  // runTogether waits for the answers with the loop's default bound, far
+  // shorter than the wait: only a group that goes when full gets them.
+  auto results = runTogether(f, ids, "full-");
+  for (auto& r : results) CHECK(r.message == "confirmed");
+  CHECK(f.pg.scalar("SELECT count(DISTINCT processed_at) FROM orders") == "1");
+}
+
+TEST_CASE("the order group wait comes from the environment and is checked", "[jobs][order]") {
+  struct CleanEnv {
+    CleanEnv() { unsetenv("CLUSTERD_ORDER_GROUP_WAIT"); }
+    ~CleanEnv() { unsetenv("CLUSTERD_ORDER_GROUP_WAIT"); }
+  } clean;
+  REQUIRE(orderGroupWaitFromEnv().ok());
+  CHECK(*orderGroupWaitFromEnv() == kDefaultOrderGroupWait);
+  setenv("CLUSTERD_ORDER_GROUP_WAIT", "0", 1);
+  CHECK(*orderGroupWaitFromEnv() == 0ms);
+  setenv("CLUSTERD_ORDER_GROUP_WAIT", "25ms", 1);
+  CHECK(*orderGroupWaitFromEnv() == 25ms);
+  for (const char* bad : {"soon", "2s", "-5ms"}) {
+    setenv("CLUSTERD_ORDER_GROUP_WAIT", bad, 1);
+    auto r = orderGroupWaitFromEnv();
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().message ==
+          fmt::format("CLUSTERD_ORDER_GROUP_WAIT={}: expected a duration from 0 to 1s, such as "
+                      "10ms or 0",
+                      bad));
+  }
 }
 
 TEST_CASE("one order whose writes fail leaves the rest of its group committed",
