@@ -57,6 +57,22 @@ struct PoolStats {
   int connections = 0;          // open now
   int busy = 0;                 // leased now
   size_t waiting = 0;           // requests queued for a connection
+
+  // Adds another pool's numbers (a process that has two pools reports one).
+  PoolStats& operator+=(const PoolStats& o) {
+    batches += o.batches;
+    errors += o.errors;
+    slow_queries += o.slow_queries;
+    reconnects += o.reconnects;
+    acquire_timeouts += o.acquire_timeouts;
+    merged += o.merged;
+    grouped += o.grouped;
+    group_retries += o.group_retries;
+    connections += o.connections;
+    busy += o.busy;
+    waiting += o.waiting;
+    return *this;
+  }
 };
 
 // What a statement error does to a transaction: end it (roll back and give

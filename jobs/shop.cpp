@@ -181,16 +181,7 @@ void Shop::renderMetrics(std::string& out) const {
   out += fmt::format("clusterd_shop_mail_total{{result=\"sent\"}} {}\n", m.sent);
   out += fmt::format("clusterd_shop_mail_total{{result=\"failed\"}} {}\n", m.failed);
   db::PoolStats p = pool_->stats();
-  if (job_pool_ != pool_) {
-    db::PoolStats j = job_pool_->stats();
-    p.batches += j.batches;
-    p.errors += j.errors;
-    p.slow_queries += j.slow_queries;
-    p.reconnects += j.reconnects;
-    p.connections += j.connections;
-    p.busy += j.busy;
-    p.waiting += j.waiting;
-  }
+  if (job_pool_ != pool_) p += job_pool_->stats();
   out += "# HELP clusterd_db_queries_total Statement batches run on PostgreSQL.\n"
          "# TYPE clusterd_db_queries_total counter\n";
   out += fmt::format("clusterd_db_queries_total {}\n", p.batches);

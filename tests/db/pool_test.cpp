@@ -340,3 +340,24 @@ TEST_CASE("a setting made local in a batch holds until that batch commits, alone
   CHECK(seen == std::vector<std::string>{"1234ms", "1234ms", "1234ms"});
   CHECK(runQuery(loop, pool, show)[0].str(0, 0) == "0");
 }
+
+TEST_CASE("the stats of two pools add up field by field", "[db]") {
+  db::PoolStats a{.batches = 1, .errors = 2, .slow_queries = 3, .reconnects = 4,
+                  .acquire_timeouts = 5, .merged = 6, .grouped = 7, .group_retries = 8,
+                  .connections = 9, .busy = 10, .waiting = 11};
+  db::PoolStats b{.batches = 100, .errors = 200, .slow_queries = 300, .reconnects = 400,
+                  .acquire_timeouts = 500, .merged = 600, .grouped = 700, .group_retries = 800,
+                  .connections = 900, .busy = 1000, .waiting = 1100};
+  a += b;
+  CHECK(a.batches == 101);
+  CHECK(a.errors == 202);
+  CHECK(a.slow_queries == 303);
+  CHECK(a.reconnects == 404);
+  CHECK(a.acquire_timeouts == 505);
+  CHECK(a.merged == 606);
+  CHECK(a.grouped == 707);
+  CHECK(a.group_retries == 808);
+  CHECK(a.connections == 909);
+  CHECK(a.busy == 1010);
+  CHECK(a.waiting == 1111u);
+}
