@@ -34,12 +34,15 @@ std::set<std::string> distinctLines(const std::string& path) {
   return std::set<std::string>(all.begin(), all.end());
 }
 
+// The consumer's output goes to `log` in `dir`; it says "consumer ready"
+// once its SIGTERM handler is in place.
 std::unique_ptr<test::Child> startConsumer(const test::RedisServer& redis, const std::string& q, int conc,
-                                           const test::TempDir& dir, int work_ms, int lease_ms) {
+                                           const test::TempDir& dir, int work_ms, int lease_ms,
+                                           const std::string& log = "consumer.log") {
   return std::make_unique<test::Child>(
       std::vector<std::string>{QUEUE_TEST_CONSUMER, redis.url(), q, std::to_string(conc), dir.file("starts"),
                                dir.file("dones"), std::to_string(work_ms), std::to_string(lease_ms)},
-      std::map<std::string, std::string>{}, dir.file("consumer.log"));
+      std::map<std::string, std::string>{}, dir.file(log));
 }
 
 }  // namespace
@@ -117,8 +120,21 @@ TEST_CASE_METHOD(test::QueueFixture, "10,000 jobs through 4 consumers with rando
   std::vector<NewJob> jobs;
   for (int i = 0; i < 10000; ++i) jobs.push_back(newJob("work"));
   enqueueMany("many", std::move(jobs));
+  // Each consumer logs to a file of its own, so that the test can tell
+  // when each one is ready: the jobs may all be done before a consumer
+  // started late has put its SIGTERM handler in place.
   std::vector<std::unique_ptr<test::Child>> cs;
-  for (int i = 0; i < 4; ++i) cs.push_back(startConsumer(redis, "many", 20, dir, 1, 600));
+  std::vector<std::string> logs;
+  int started = 0;
+  auto start = [&] {
+    logs.push_back("consumer-" + std::to_string(started++) + ".log");
+    return startConsumer(redis, "many", 20, dir, 1, 600, logs.back());
+  };
+  std::vector<size_t> slot_log;  // index into logs of each live consumer
+  for (int i = 0; i < 4; ++i) {
+    cs.push_back(start());
+    slot_log.push_back(logs.size() - 1);
+  }
   std::minstd_rand rng(42);
   auto distinct = [&] {
     auto d = lines(dir.file("dones"));
@@ -129,10 +145,15 @@ TEST_CASE_METHOD(test::QueueFixture, "10,000 jobs through 4 consumers with rando
     size_t victim = rng() % cs.size();
     cs[victim]->signal(SIGKILL);
     cs[victim]->wait(5s);
-    cs[victim] = startConsumer(redis, "many", 20, dir, 1, 600);
+    cs[victim] = start();
+    slot_log[victim] = logs.size() - 1;
   }
   REQUIRE(test::waitFor([&] { return distinct() == 10000; }, 60s));
   CHECK(counts("many").completed_total + 0 <= 10000 + 1000);
+  for (size_t i = 0; i < cs.size(); ++i)
+    REQUIRE(test::waitFor([&] {
+      return test::readFile(dir.file(logs[slot_log[i]])).find("consumer ready") != std::string::npos;
+    }, 10s));
   for (auto& c : cs) c->signal(SIGTERM);
   for (auto& c : cs) CHECK(c->wait(10s) == 0);
 }
