@@ -47,8 +47,6 @@ Result<void> install(worker::Worker& w) {
   for (const auto& [name, concurrency] : o.spec.queues)
     if (name == kOrdersQueue || name == kInventoryQueue || name == kEmailQueue)
       shop_concurrency += concurrency;
-  if (auto q = o.spec.queues.find(kOrdersQueue); q != o.spec.queues.end())
-    so.order_concurrency = q->second;
   db::PoolOptions jpo = w.db()->options();
   jpo.size = std::max(jpo.size, std::min(shop_concurrency, 16));
   auto job_pool = std::make_unique<db::Pool>(w.loop(), jpo);

@@ -82,10 +82,6 @@ struct Services {
   // rates; 0 groups only the jobs that arrive together or while a
   // connection is being found.
   std::chrono::milliseconds order_group_wait{0};
-  // The `orders` queue's concurrency in this process (0: unknown). When that
-  // many order jobs are waiting or running, no other can arrive, so a group
-  // goes without waiting out order_group_wait.
-  int order_concurrency = 0;
   // Gathers concurrent order.process jobs into shared transactions; made by
   // the first processOrder() call, lives as long as these services.
   std::shared_ptr<OrderGrouper> order_grouper;

@@ -297,24 +297,15 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
   }
 
   void add(OrderJob job) {
-    // Counts the job until it is answered, however many groups it goes
-    // through (a retry alone, or again with recovery).
-    ++outstanding_;
-    std::weak_ptr<OrderGrouper> weak = weak_from_this();
-    job.done = [weak, done = std::move(job.done)](JobResult r) {
-      if (auto self = weak.lock()) --self->outstanding_;
-      done(std::move(r));
-    };
     pending_.push_back(std::move(job));
-    if (waiting_ && !canGrow()) {
-      // A full group, or one no other job can join, need not wait.
+    if (waiting_ && pending_.size() >= kMaxOrderGroup) {
+      // A full group need not wait for more.
       uv_timer_stop(timer_.get());
       waiting_ = false;
       return request();
     }
     if (requesting_) return;
     requesting_ = true;
-    if (!canGrow()) return request();
     waiting_ = true;
     // Jobs handed over in the same loop turn (a reserved batch), or within
     // the group wait, join the same group.
@@ -329,13 +320,6 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
   }
 
  private:
-  // Whether another job may still join the pending group: it is not full,
-  // and the consumer has a free slot for an order job.
-  bool canGrow() const {
-    if (pending_.size() >= kMaxOrderGroup) return false;
-    return s_.order_concurrency <= 0 || outstanding_ < static_cast<size_t>(s_.order_concurrency);
-  }
-
   void request() {
     std::weak_ptr<OrderGrouper> weak = weak_from_this();
     s_.pool->transaction([weak](db::TransactionPtr tx, std::optional<db::DbError> err) {
@@ -383,7 +367,6 @@ class OrderGrouper : public std::enable_shared_from_this<OrderGrouper> {
   std::vector<OrderJob> pending_;
   bool requesting_ = false;  // a group is waiting (below) or asking for a connection
   bool waiting_ = false;     // the group wait's timer is running
-  size_t outstanding_ = 0;   // jobs added and not answered yet
 };
 
 void processOrderAlone(Services& s, OrderJob job) {

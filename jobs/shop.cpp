@@ -47,7 +47,6 @@ Result<std::shared_ptr<Shop>> Shop::create(uv_loop_t* loop, db::Pool& pool, db::
   auto group_wait = orderGroupWaitFromEnv();
   if (!group_wait) return group_wait.error();
   shop->services_.order_group_wait = *group_wait;
-  shop->services_.order_concurrency = options.order_concurrency;
   shop->api_ = std::make_unique<ShopApi>(pool, *shop->cache_, shop->services_.enqueue);
   LedgerRetention retention;
   if (options.ledger) {

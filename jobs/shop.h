@@ -48,8 +48,6 @@ struct ShopOptions {
   std::optional<LedgerRetention> ledger;
   // The pending-order sweeper; unset = CLUSTERD_ORDER_SWEEP_* or the defaults.
   std::optional<SweepOptions> sweep;
-  // The `orders` queue's concurrency in this process (Services::order_concurrency).
-  int order_concurrency = 0;
 };
 
 struct ShopStats {

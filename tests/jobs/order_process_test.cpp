@@ -227,29 +227,6 @@ TEST_CASE("a full order group does not wait out the group wait", "[jobs][order][
   CHECK(f.pg.scalar("SELECT count(DISTINCT processed_at) FROM orders") == "1");
 }
 
-TEST_CASE("an order group that no other job can join does not wait", "[jobs][order][postgres]") {
-  ShopFixture f(5, 100, 4);
-  f.services.order_group_wait = 1h;
-  f.services.order_concurrency = 3;
-  std::vector<int64_t> ids;
-  for (int i = 0; i < 3; ++i)
-    ids.push_back(f.placeOrder(fmt::format("busy{}@example.com", i), {{"SKU-000003", 1}}));
-  // The consumer's three slots for order jobs are taken once these are
-  // handed over: the group goes at once.
-  auto results = runTogether(f, ids, "busy-");
-  for (auto& r : results) CHECK(r.message == "confirmed");
-  // Answered jobs free their slots: a single job later waits again, for
-  // others that may now arrive, until the wait (here shortened) is over.
-  f.services.order_group_wait = 200ms;
-  int64_t late = f.placeOrder("late@example.com", {{"SKU-000003", 1}});
-  auto start = std::chrono::steady_clock::now();
-  auto r = runTogether(f, {late}, "late-");
-  CHECK(r[0].message == "confirmed");
-  // (libuv counts the wait from its cached loop time, a little before
-  // `start`: half the wait is a bound that holds and still tells.)
-  CHECK(std::chrono::steady_clock::now() - start >= 100ms);
-}
-
 TEST_CASE("the order group wait comes from the environment and is checked", "[jobs][order]") {
   struct CleanEnv {
     CleanEnv() { unsetenv("CLUSTERD_ORDER_GROUP_WAIT"); }
