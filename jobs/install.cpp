@@ -71,7 +71,8 @@ Result<void> install(worker::Worker& w) {
     // Whoever processes orders also re-enqueues the ones whose job was lost.
     if (o.spec.queues.count(kOrdersQueue)) {
       keep->startOrderSweeper(shop_client);
-      log::info("jobs", "order.process groups wait up to {} ms for more orders (CLUSTERD_ORDER_GROUP_WAIT)",
+      log::info("jobs",
+                "order.process groups wait up to {} ms for more orders (CLUSTERD_ORDER_GROUP_WAIT)",
                 keep->services().order_group_wait.count());
     }
   }

@@ -342,12 +342,28 @@ TEST_CASE("a setting made local in a batch holds until that batch commits, alone
 }
 
 TEST_CASE("the stats of two pools add up field by field", "[db]") {
-  db::PoolStats a{.batches = 1, .errors = 2, .slow_queries = 3, .reconnects = 4,
-                  .acquire_timeouts = 5, .merged = 6, .grouped = 7, .group_retries = 8,
-                  .connections = 9, .busy = 10, .waiting = 11};
-  db::PoolStats b{.batches = 100, .errors = 200, .slow_queries = 300, .reconnects = 400,
-                  .acquire_timeouts = 500, .merged = 600, .grouped = 700, .group_retries = 800,
-                  .connections = 900, .busy = 1000, .waiting = 1100};
+  db::PoolStats a{.batches = 1,
+                  .errors = 2,
+                  .slow_queries = 3,
+                  .reconnects = 4,
+                  .acquire_timeouts = 5,
+                  .merged = 6,
+                  .grouped = 7,
+                  .group_retries = 8,
+                  .connections = 9,
+                  .busy = 10,
+                  .waiting = 11};
+  db::PoolStats b{.batches = 100,
+                  .errors = 200,
+                  .slow_queries = 300,
+                  .reconnects = 400,
+                  .acquire_timeouts = 500,
+                  .merged = 600,
+                  .grouped = 700,
+                  .group_retries = 800,
+                  .connections = 900,
+                  .busy = 1000,
+                  .waiting = 1100};
   a += b;
   CHECK(a.batches == 101);
   CHECK(a.errors == 202);

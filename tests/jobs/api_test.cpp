@@ -125,8 +125,10 @@ TEST_CASE("only a worker that runs the shop's jobs prunes the job ledger",
   CHECK(waitFor([&] { return readFile(jobs.home.file("worker.log")).find("ledger pruner: every") !=
                              std::string::npos; }, 10s));
   // It also says how long its order groups wait (the default).
-  CHECK(waitFor([&] {
-    return readFile(jobs.home.file("worker.log")).find("order.process groups wait up to 10 ms") !=
-           std::string::npos;
-  }, 10s));
+  CHECK(waitFor(
+      [&] {
+        return readFile(jobs.home.file("worker.log"))
+                   .find("order.process groups wait up to 10 ms") != std::string::npos;
+      },
+      10s));
 }

@@ -67,7 +67,8 @@ TEST_CASE("a lost order in a group with present ones is recreated and every orde
   std::vector<OrderRequest> reqs;
   std::vector<PlacedOrder> placed;
   for (int i = 0; i < 4; ++i) {
-    reqs.push_back({fmt::format("mix{}@example.com", i), {{fmt::format("SKU-{:06}", i + 1), 1}}, ""});
+    reqs.push_back(
+        {fmt::format("mix{}@example.com", i), {{fmt::format("SKU-{:06}", i + 1), 1}}, ""});
     placed.push_back(f.place(reqs.back()));
   }
   loseOrder(f, placed[2].order_id, false);

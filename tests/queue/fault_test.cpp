@@ -36,12 +36,13 @@ std::set<std::string> distinctLines(const std::string& path) {
 
 // The consumer's output goes to `log` in `dir`; it says "consumer ready"
 // once its SIGTERM handler is in place.
-std::unique_ptr<test::Child> startConsumer(const test::RedisServer& redis, const std::string& q, int conc,
-                                           const test::TempDir& dir, int work_ms, int lease_ms,
-                                           const std::string& log = "consumer.log") {
+std::unique_ptr<test::Child> startConsumer(const test::RedisServer& redis, const std::string& q,
+                                           int conc, const test::TempDir& dir, int work_ms,
+                                           int lease_ms, const std::string& log = "consumer.log") {
   return std::make_unique<test::Child>(
-      std::vector<std::string>{QUEUE_TEST_CONSUMER, redis.url(), q, std::to_string(conc), dir.file("starts"),
-                               dir.file("dones"), std::to_string(work_ms), std::to_string(lease_ms)},
+      std::vector<std::string>{QUEUE_TEST_CONSUMER, redis.url(), q, std::to_string(conc),
+                               dir.file("starts"), dir.file("dones"), std::to_string(work_ms),
+                               std::to_string(lease_ms)},
       std::map<std::string, std::string>{}, dir.file(log));
 }
 
@@ -123,18 +124,14 @@ TEST_CASE_METHOD(test::QueueFixture, "10,000 jobs through 4 consumers with rando
   // Each consumer logs to a file of its own, so that the test can tell
   // when each one is ready: the jobs may all be done before a consumer
   // started late has put its SIGTERM handler in place.
-  std::vector<std::unique_ptr<test::Child>> cs;
-  std::vector<std::string> logs;
+  std::vector<std::unique_ptr<test::Child>> cs(4);
+  std::vector<std::string> logs(4);  // the log of the consumer in each slot
   int started = 0;
-  auto start = [&] {
-    logs.push_back("consumer-" + std::to_string(started++) + ".log");
-    return startConsumer(redis, "many", 20, dir, 1, 600, logs.back());
+  auto start = [&](size_t slot) {
+    logs[slot] = "consumer-" + std::to_string(started++) + ".log";
+    cs[slot] = startConsumer(redis, "many", 20, dir, 1, 600, logs[slot]);
   };
-  std::vector<size_t> slot_log;  // index into logs of each live consumer
-  for (int i = 0; i < 4; ++i) {
-    cs.push_back(start());
-    slot_log.push_back(logs.size() - 1);
-  }
+  for (size_t i = 0; i < cs.size(); ++i) start(i);
   std::minstd_rand rng(42);
   auto distinct = [&] {
     auto d = lines(dir.file("dones"));
@@ -145,15 +142,16 @@ TEST_CASE_METHOD(test::QueueFixture, "10,000 jobs through 4 consumers with rando
     size_t victim = rng() % cs.size();
     cs[victim]->signal(SIGKILL);
     cs[victim]->wait(5s);
-    cs[victim] = start();
-    slot_log[victim] = logs.size() - 1;
+    start(victim);
   }
   REQUIRE(test::waitFor([&] { return distinct() == 10000; }, 60s));
   CHECK(counts("many").completed_total + 0 <= 10000 + 1000);
   for (size_t i = 0; i < cs.size(); ++i)
-    REQUIRE(test::waitFor([&] {
-      return test::readFile(dir.file(logs[slot_log[i]])).find("consumer ready") != std::string::npos;
-    }, 10s));
+    REQUIRE(test::waitFor(
+        [&] {
+          return test::readFile(dir.file(logs[i])).find("consumer ready") != std::string::npos;
+        },
+        10s));
   for (auto& c : cs) c->signal(SIGTERM);
   for (auto& c : cs) CHECK(c->wait(10s) == 0);
 }
