@@ -3,7 +3,9 @@
 // which orders are confirmed or rejected against the stock read under the
 // row locks, the set-based statements that write them, and each job's
 // answer once the transaction is over; and the recovery of a pending order
-// row lost in a crash from the order its job carries.
+// row lost in a crash from the order its job carries. It also declares what
+// order_process.cpp offers around a group: the group wait's setting and the
+// calls that run a group on a transaction of its own.
 //
 // Design: pure data, no I/O, so the decisions are made once from the rows
 // read and made again, identically for the orders before it, when one

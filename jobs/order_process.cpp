@@ -122,10 +122,10 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
     }
     // Replies: the ledger rows, the recovery statements if any, the reads.
     constexpr size_t kRec = 1;
-    const size_t kOrders = kRec + (recover_ ? OrderGroup::kRecoveryStatements : 0);
-    const size_t kVariants = kOrders + 1, kLines = kOrders + 2, kEmails = kOrders + 3;
+    const size_t at_orders = kRec + (recover_ ? OrderGroup::kRecoveryStatements : 0);
+    const size_t at_variants = at_orders + 1, at_lines = at_orders + 2, at_emails = at_orders + 3;
     GroupSnapshot snap;
-    const db::Rows& orders = r[kOrders];
+    const db::Rows& orders = r[at_orders];
     for (int i = 0; i < orders.size(); ++i)
       snap.orders[orders.int64(i, 0)] = {orders.str(i, 1), orders.str(i, 2), orders.int64(i, 3)};
     if (!recover_ && group_.lostCarriedOrder(snap.orders)) {
@@ -141,16 +141,16 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
             "order.process: recreated {} pending order(s) lost before processing (first id {})",
             snap.recreated.size(), *snap.recreated.begin());
     }
-    const db::Rows& variants = r[kVariants];
+    const db::Rows& variants = r[at_variants];
     for (int i = 0; i < variants.size(); ++i)
       snap.variants[variants.str(i, 1)] = {variants.int64(i, 0), variants.int64(i, 2),
                                            variants.int64(i, 3)};
-    const db::Rows& lines = r[kLines];
+    const db::Rows& lines = r[at_lines];
     for (int i = 0; i < lines.size(); ++i)
       snap.lines[lines.int64(i, 0)].push_back(
           {static_cast<int>(lines.int64(i, 1)), lines.str(i, 2), lines.int64(i, 3)});
-    for (int i = 0; i < r[kEmails].size(); ++i)
-      if (r[kEmails].str(i, 1) == "pending") snap.pending_email.insert(r[kEmails].int64(i, 0));
+    for (int i = 0; i < r[at_emails].size(); ++i)
+      if (r[at_emails].str(i, 1) == "pending") snap.pending_email.insert(r[at_emails].int64(i, 0));
     group_.decide(std::move(snap));
     if (!group_.writes() && group_.ledgerDeletes().empty()) {
       // Nothing to write: redeliveries, or orders decided by other jobs.

@@ -3,6 +3,6 @@
 -- pending-email index (email_outbox_due) until a vacuum removes it. With the
 -- default thresholds (a fifth of the table) a large outbox goes hours between
 -- vacuums while email.batch walks an index that grows without bound; vacuum it
--- after every thousand or so updates instead.
+-- after 1% of the table plus 1,000 updates instead.
 ALTER TABLE email_outbox SET (autovacuum_vacuum_scale_factor = 0.01,
                               autovacuum_vacuum_threshold = 1000);
