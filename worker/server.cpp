@@ -62,7 +62,8 @@ Result<void> Server::listenFd(int fd) {
     listener_ = reinterpret_cast<uv_stream_t*>(tcp_listener_.get());
   }
   if (rc != 0) return Error{fmt::format("cannot use fd {} as a listener: {}", fd, uv_strerror(rc))};
-  return startListening();
+  listener_->data = this;
+  return success();
 }
 
 Result<void> Server::listenTcp(const std::string& host, uint16_t port) {
@@ -93,15 +94,17 @@ Result<void> Server::listenTcp(const std::string& host, uint16_t port) {
   if (rc != 0) return Error{fmt::format("uv_tcp_open: {}", uv_strerror(rc))};
   owned.release();
   listener_ = reinterpret_cast<uv_stream_t*>(tcp_listener_.get());
-  return startListening();
+  listener_->data = this;
+  return success();
 }
 
-Result<void> Server::startListening() {
-  listener_->data = this;
+Result<void> Server::startAccepting() {
+  if (accepting_ || draining_ || !listener_) return success();
   int rc = uv_listen(listener_, 1024, [](uv_stream_t* s, int status) {
     static_cast<Server*>(s->data)->onConnection(status);
   });
-  if (rc != 0) return Error{fmt::format("listen: {}", uv_strerror(rc))};
+  if (rc != 0) return Error{fmt::format("listen on {}: {}", address(), uv_strerror(rc))};
+  accepting_ = true;
   return success();
 }
 

@@ -58,10 +58,15 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Serves an already listening socket (TCP or Unix), e.g. fd 3.
+  // Takes an already listening socket (TCP or Unix), e.g. fd 3.
   Result<void> listenFd(int fd);
   // Binds host:port (port 0 = any) with SO_REUSEPORT and listens.
   Result<void> listenTcp(const std::string& host, uint16_t port);
+  // Starts accepting on the socket of listenFd()/listenTcp(). Until then new
+  // clients wait in the kernel's backlog, or, on a socket shared with other
+  // workers, are accepted by those. Nothing once draining.
+  Result<void> startAccepting();
+  bool accepting() const { return accepting_; }
   // The local port (TCP), for tests that bind port 0.
   int port() const;
   std::string address() const;
@@ -91,7 +96,6 @@ class Server {
 
  private:
   static constexpr size_t kReadBufferSize = 64 * 1024;
-  Result<void> startListening();
   void onConnection(int status);
   void sweep();
   void checkDrained();
@@ -109,6 +113,7 @@ class Server {
   HttpConnection* head_ = nullptr;  // intrusive list of live connections
   ServerStats stats_;
   bool draining_ = false;
+  bool accepting_ = false;
   std::function<void()> drained_;
   std::string date_line_;
   int64_t date_second_ = -1;

@@ -145,12 +145,14 @@ Result<void> Worker::start() {
         if (!self->ready_sent_) {
           log::warn("worker", "Redis at {} not reachable yet; serving anyway",
                     self->options_.redis_url);
-          self->ready_sent_ = true;
-          self->notifier_.send("READY=1\nSTATUS=listening on " + self->server_->address() +
-                               "; Redis not reachable yet");
+          self->ready("; Redis not reachable yet");
         }
       },
       static_cast<uint64_t>(options_.ready_wait.count()), 0);
+  if (!queues_) {
+    // Nothing to wait for: accept now, and fail the start if that fails.
+    if (auto a = server_->startAccepting(); !a) return a;
+  }
   maybeReady();
   log::info("worker", "{} listening on {}", options_.name, server_->address());
   return success();
@@ -159,9 +161,20 @@ Result<void> Worker::start() {
 void Worker::maybeReady() {
   if (ready_sent_ || !listening_) return;
   if (queues_ && !queues_->connected()) return;
+  ready("");
+}
+
+void Worker::ready(const std::string& status) {
   ready_sent_ = true;
   uv_timer_stop(ready_timer_.get());
-  notifier_.send("READY=1\nSTATUS=listening on " + server_->address());
+  if (auto a = server_->startAccepting(); !a) {
+    log::error("worker", "{}", a.error().message);
+    exit_code_ = 111;
+    finished_ = true;
+    uv_stop(loop_);
+    return;
+  }
+  notifier_.send("READY=1\nSTATUS=listening on " + server_->address() + status);
 }
 
 int Worker::run() {

@@ -12,7 +12,12 @@
 // Design: the Worker is the one object that knows every part; the parts do
 // not know each other. Dependencies that are not configured (no Postgres
 // URL, no queues) are simply absent: their accessors return null and
-// /health reports them as "disabled".
+// /health reports them as "disabled". The worker accepts connections from
+// the moment it is ready (READY=1: Redis connected when configured, or
+// ready_wait passed), not from the moment it listens: on a socket shared
+// with the workers it replaces, those keep taking the clients meanwhile, so
+// a new worker never turns a job request away because its Redis link is
+// still coming up.
 #pragma once
 
 #include <uv.h>
@@ -105,6 +110,7 @@ class Worker {
   void onLagProbe();
   void report();
   void maybeReady();
+  void ready(const std::string& status);  // READY=1 and start accepting
   void finishDrain();
   void flushAccessLog();
 

@@ -149,6 +149,31 @@ TEST_CASE("GET a job that does not exist answers 404", "[worker][queue-api]") {
   CHECK(json::parse(r->body)["error"].get<std::string>().find("12345") != std::string::npos);
 }
 
+TEST_CASE("a worker accepts no request before its Redis link is up, then answers it",
+          "[worker][queue-api]") {
+  RedisServer redis;
+  redis.kill();
+  int port = reservedTcpPort();
+  TempDir dir("clusterd-worker");
+  Child worker({CLUSTERD_BIN, "worker", "--listen", "127.0.0.1:" + std::to_string(port), "--redis",
+                redis.url(), "--ready-wait", "60s"},
+               {}, dir.file("out.log"));
+  // The socket listens (the kernel completes the handshake), but nobody
+  // accepts yet: a worker that did would answer this enqueue with a 503.
+  REQUIRE(waitFor([&] { return tcpConnects(port); }));
+  HttpConn c(port);
+  REQUIRE(c.connected());
+  REQUIRE(c.send(postRequest("/v1/queues/q/jobs", R"({"name":"x"})")));
+  CHECK_FALSE(c.read(500ms).has_value());
+  redis.start();
+  auto r = c.read(20s);
+  INFO(readFile(dir.file("out.log")));
+  REQUIRE(r);
+  CHECK(r->status == 202);
+  worker.signal(SIGTERM);
+  CHECK(worker.wait(10s) == 0);
+}
+
 TEST_CASE("GET /v1/queues answers the same JSON as clusterd queues --json", "[worker][queue-api]") {
   RedisServer redis;
   WorkerProcess w({"--redis", redis.url()});
