@@ -182,7 +182,8 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
   if (!f.request_timeout.empty() && !parseMillis(f.request_timeout, o.spec.request_timeout)) return usage(ctx, "--request-timeout wants a duration such as 30s");
   if (!f.keepalive_timeout.empty() && !parseMillis(f.keepalive_timeout, o.spec.keepalive_timeout)) return usage(ctx, "--keepalive-timeout wants a duration such as 5s");
   if (!f.kill_timeout.empty() && !parseMillis(f.kill_timeout, o.kill_timeout)) return usage(ctx, "--kill-timeout wants a duration such as 1600ms");
-  if (!f.ready_wait.empty() && !parseMillis(f.ready_wait, o.ready_wait)) return usage(ctx, "--ready-wait wants a duration such as 2s");
+  if (!f.ready_wait.empty() && !parseMillis(f.ready_wait, o.ready_wait))
+    return usage(ctx, "--ready-wait wants a duration such as 2s");
   if (f.max_connections > 0) o.spec.max_connections = f.max_connections;
   if (f.access_log) o.spec.access_log = true;
   if (!f.auth_token_env.empty()) o.spec.auth_token_env = f.auth_token_env;
@@ -271,7 +272,8 @@ void addWorkerCommands(CLI::App& app, CliContext& ctx) {
   cmd->add_option("--request-timeout", f->request_timeout, "Time to receive a request and to answer it (default 30s)");
   cmd->add_option("--keepalive-timeout", f->keepalive_timeout, "Idle keep-alive connections close after this (default 5s)");
   cmd->add_option("--kill-timeout", f->kill_timeout, "Drain budget after SIGTERM (default 1600ms)");
-  cmd->add_option("--ready-wait", f->ready_wait, "Longest wait for Redis before accepting anyway (default 2s)");
+  cmd->add_option("--ready-wait", f->ready_wait,
+                  "Longest wait for Redis before accepting anyway (default 2s)");
   cmd->add_option("--max-connections", f->max_connections, "Open connections per worker (default 10000); more get 503");
   cmd->add_flag("--access-log", f->access_log, "One JSON line per request on stdout");
   cmd->add_option("--auth-token-env", f->auth_token_env, "Env var holding the bearer token required on /v1/");
