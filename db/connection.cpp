@@ -249,7 +249,10 @@ bool Connection::sendStatement(const Statement& s, size_t work) {
   if (it != prepared_.end()) {
     if (!it->second.pending_in || *it->second.pending_in == work) name = &it->second.name;
   } else if (pipeline_ && prepared_.size() < kMaxPrepared) {
-    Prepared p{"s" + std::to_string(++next_name_), work};
+    // Built by appending: GCC 12 reports a false -Wrestrict on `"s" + std::string`.
+    std::string prepared_name = "s";
+    prepared_name += std::to_string(++next_name_);
+    Prepared p{std::move(prepared_name), work};
     if (PQsendPrepare(c, p.name.c_str(), s.sql.c_str(), n, nullptr) != 1) return false;
     expected_.push_back(s.sql);
     name = &prepared_.emplace(s.sql, std::move(p)).first->second.name;
