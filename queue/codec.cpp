@@ -59,8 +59,11 @@ nlohmann::json toJson(const msgpack::object& o) {
       auto m = nlohmann::json::object();
       for (uint32_t i = 0; i < o.via.map.size; ++i) {
         const auto& kv = o.via.map.ptr[i];
-        std::string key = kv.key.type == msgpack::type::STR ? std::string(kv.key.via.str.ptr, kv.key.via.str.size)
-                                                            : toJson(kv.key).dump();
+        // A key that is not a string is named by its JSON text; its bytes may
+        // be any, so invalid UTF-8 is replaced rather than thrown on.
+        std::string key = kv.key.type == msgpack::type::STR
+                              ? std::string(kv.key.via.str.ptr, kv.key.via.str.size)
+                              : toJson(kv.key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         m[key] = toJson(kv.val);
       }
       return m;

@@ -147,7 +147,10 @@ void Consumer::Impl::start(std::function<void(Result<void>)> cb) {
       if (options_.strict && r.error().message.find("cannot reach") == std::string::npos) return cb(r.error());
       log::warn("queue", "{}", r.error().message);
     }
-    for (auto& [name, d] : options_.defaults) {
+    for (const auto& entry : options_.defaults) {
+      // Named references, not a structured binding: clang 14 cannot capture one.
+      const std::string& name = entry.first;
+      const auto& d = entry.second;
       bool ours = std::any_of(queues_.begin(), queues_.end(), [&](auto& q) { return q->spec.name == name; });
       if (ours)
         client_->configure(name, d, options_.max_stalls, [name](Result<bool> c) {

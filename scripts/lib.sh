@@ -9,6 +9,7 @@ CLUSTERD_PACKAGES=(
   zlib1g-dev libcurl4-openssl-dev
   redis-server redis-tools postgresql curl
   python3  # the SMTP transport test talks to Python's smtpd; bench/shop.sh
+  clang libclang-rt-14-dev  # scripts/fuzz: clang 14 and its libFuzzer
 )
 
 # ensure_packages [extra packages...]

@@ -36,7 +36,7 @@ void Worker::installBuiltinRoutes() {
   });
 
   router_.get("/metrics", [this](const Request&, Responder res) {
-    constexpr std::string_view kType = "text/plain; version=0.0.4; charset=utf-8";
+    static constexpr std::string_view kType = "text/plain; version=0.0.4; charset=utf-8";
     if (!queues_) {
       res.send(200, metrics_.render(server_->stats().open, {}), kType);
       return;

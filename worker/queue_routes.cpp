@@ -194,7 +194,10 @@ class QueueRoutes {
     uv_idle_stop(flush_idle_.get());
     auto batches = std::move(batches_);
     batches_.clear();
-    for (auto& [queue_name, batch] : batches) {
+    for (auto& entry : batches) {
+      // Named, not a structured binding: clang 14 cannot capture one.
+      const std::string& queue_name = entry.first;
+      Batch& batch = entry.second;
       auto waiters = std::make_shared<std::vector<Waiter>>(std::move(batch.waiters));
       w_.queueClient()->enqueueBulk(
           queue_name, std::move(batch.jobs),
