@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "master/daemon.h"
+#include "master/startup.h"
 
 namespace clusterd::cli {
 
@@ -118,9 +119,24 @@ int execDaemon(const std::string& home, const std::string& self_exe) {
   return master::runDaemon({home, self_exe, worker});
 }
 
+namespace {
+
+// Puts copies of `fd` on `targets` (fds an exec keeps) and closes `fd`.
+// A descriptor that landed on 0-2 itself (one of them was closed) is moved
+// above them first, since dup2 onto itself would keep close-on-exec set.
+void placeOn(UniqueFd fd, std::initializer_list<int> targets) {
+  if (fd.get() <= 2) fd.reset(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 3));
+  if (!fd) return;
+  for (int t : targets) ::dup2(fd.get(), t);
+}
+
+}  // namespace
+
 Result<void> startDaemon(const std::string& home, const std::string& self_exe, std::string& note) {
   std::string err;
   if (!master::prepareHome(home, err)) return Error{err};
+  // The daemon would refuse this home too, but only after the wait below.
+  if (auto r = master::checkHome(home); !r) return r.error();
   if (probeDaemon(home) == DaemonState::kStale) {
     ::unlink(master::controlSocketPath(home).c_str());
     note = "removed a stale control socket left by a daemon that is gone";
@@ -133,12 +149,14 @@ Result<void> startDaemon(const std::string& home, const std::string& self_exe, s
     // A background daemon is nobody's service: it must not report to the
     // service manager of whoever ran the CLI.
     ::unsetenv("NOTIFY_SOCKET");
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (in >= 0) ::dup2(in, 0);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
+    // Opened close-on-exec and moved onto 0, 1 and 2 only: the daemon, and
+    // through it every worker, inherits nothing else of ours.
+    {
+      UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      UniqueFd out(
+          ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+      if (in) placeOn(std::move(in), {0});
+      if (out) placeOn(std::move(out), {1, 2});
     }
     // A second fork so the daemon is not our child (no zombie, no SIGHUP).
     if (::fork() != 0) ::_exit(0);

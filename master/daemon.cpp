@@ -24,6 +24,7 @@
 #include "master/notify.h"
 #include "master/orphans.h"
 #include "master/reaper.h"
+#include "master/startup.h"
 #include "master/supervisor.h"
 #include "master/uv_platform.h"
 
@@ -38,6 +39,9 @@ std::string lockPath(const std::string& home) { return home + "/daemon.lock"; }
 std::string pidPath(const std::string& home) { return home + "/daemon.pid"; }
 std::string dumpPath(const std::string& home) { return home + "/dump.json"; }
 std::string daemonLogPath(const std::string& home) { return home + "/daemon.log"; }
+std::string notifySocketPath(const std::string& home) {
+  return home + "/notify.sock";
+}
 
 bool prepareHome(const std::string& home, std::string& err) {
   for (const std::string& dir : {home, home + "/logs"}) {
@@ -51,7 +55,10 @@ bool prepareHome(const std::string& home, std::string& err) {
     err = home + " is not a directory";
     return false;
   }
-  if (st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0) ::chmod(home.c_str(), 0700);
+  // A home others may read is made private; one others may write is left
+  // for checkHome() to refuse (master/startup.h): its files cannot be trusted.
+  if (st.st_uid == ::geteuid() && (st.st_mode & 0077) != 0 && (st.st_mode & 0022) == 0)
+    ::chmod(home.c_str(), 0700);
   return true;
 }
 
@@ -81,17 +88,25 @@ class Daemon {
       : options_(o),
         platform_(uv_default_loop()),
         control_(uv_default_loop(), [this](const json& r) { return handle(r); }),
-        notify_(uv_default_loop(), [this](pid_t pid, std::string_view m) {
-          if (supervisor_) supervisor_->onNotify(pid, m);
-        }),
+        notify_(
+            uv_default_loop(),
+            [this](pid_t pid, const std::string& tag, std::string_view m) {
+              if (supervisor_) supervisor_->onNotify(pid, tag, m);
+            },
+            notifyRateFromEnvironment()),
         ledger_(uv_default_loop(), groupsPath(o.home)),
         sweep_(uv_default_loop(), kOrphanGrace),
         reaper_(uv_default_loop(), o.self_exe, o.home) {}
 
   int run() {
+    closeInheritedOnExec();
     std::string err;
     if (!prepareHome(options_.home, err)) {
       log::error(kLog, "{}", err);
+      return 111;
+    }
+    if (auto home = checkHome(options_.home); !home) {
+      log::error(kLog, "{}", home.error().message);
       return 111;
     }
     lock_.reset(::open(lockPath(options_.home).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -111,7 +126,7 @@ class Daemon {
     platform_.setLedger(&ledger_);
     // Should this daemon die by SIGKILL, the reaper sweeps its workers' groups.
     reaper_.start();
-    auto ns = notify_.start("clusterd-notify-" + std::to_string(::getpid()));
+    auto ns = notify_.start(notifySocketPath(options_.home));
     if (!ns) {
       log::error(kLog, "{}", ns.error().message);
       return 111;
@@ -120,6 +135,10 @@ class Daemon {
     so.self_exe = options_.self_exe;
     so.worker_exe = options_.worker_exe;
     so.notify_socket = *ns;
+    so.open_app_notify = [this](const std::string& app, uid_t uid, gid_t gid) {
+      return notify_.openAppSocket(app, uid, gid, notifyRuntimeDir(), homeId(options_.home));
+    };
+    so.close_app_notify = [this](const std::string& app) { notify_.closeAppSocket(app); };
     so.log_dir = options_.home + "/logs";
     for (char** e = environ; *e; ++e) so.base_env.emplace_back(*e);
     supervisor_ = std::make_unique<Supervisor>(platform_, so);

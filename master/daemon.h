@@ -1,11 +1,13 @@
 // The master daemon: one libuv loop running the supervisor, the control
 // socket, the notify socket and signal handling, for one home directory.
 //
-// Home layout: clusterd.sock (control), daemon.lock (flock held while the
-// daemon runs), daemon.pid, daemon.log (when started in the background),
-// dump.json (`save`), workers.groups (the live workers' process groups, for
-// the orphan sweep of the next daemon; master/orphans.h), logs/ (worker
-// logs).
+// Home layout: clusterd.sock (control), notify.sock (sd_notify of the
+// workers that run as the daemon's user; master/notify.h), daemon.lock
+// (flock held while the daemon runs), daemon.pid, daemon.log (when started
+// in the background), dump.json (`save`), workers.groups (the live workers'
+// process groups, for the orphan sweep of the next daemon;
+// master/orphans.h), logs/ (worker logs). The daemon refuses a home others
+// could change (master/startup.h).
 //
 // Signals: SIGTERM/SIGINT stop all workers (SIGTERM, kill_timeout, SIGKILL)
 // and exit 0; SIGHUP reloads every app.
@@ -35,6 +37,7 @@ std::string lockPath(const std::string& home);
 std::string pidPath(const std::string& home);
 std::string dumpPath(const std::string& home);
 std::string daemonLogPath(const std::string& home);
+std::string notifySocketPath(const std::string& home);
 
 // Creates the home (0700) and its logs/ directory.
 bool prepareHome(const std::string& home, std::string& err);

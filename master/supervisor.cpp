@@ -190,8 +190,9 @@ void Supervisor::onExit(uint64_t key, int64_t status, int sig) {
   Worker& w = *wp;
   App& app = *w.app;
   Slot& slot = *w.slot;
-  // Whatever the worker left in its process group goes with it.
-  platform_.signalGroup(w.pid, SIGKILL);
+  // Whatever the worker left in its process group goes with it; the pid
+  // itself is reaped and is not signalled again.
+  platform_.killExitedGroup(w.pid);
   platform_.cancelTimer(w.ready_timer);
   platform_.cancelTimer(w.kill_timer);
   w.ready_timer = w.kill_timer = 0;
@@ -359,11 +360,32 @@ void Supervisor::tick(App& app) {
   scheduleTick(app);
 }
 
-void Supervisor::onNotify(pid_t sender, std::string_view message) {
+// True when `ancestor` is among the first 64 ancestors of `pid`. A process
+// that joined a worker's group with setpgid() without descending from it
+// (only possible from the master's session, that is for an app of the
+// master's own user) is not taken for the worker.
+bool Supervisor::descendsFrom(pid_t pid, pid_t ancestor) {
+  for (int i = 0; i < 64 && pid > 1; ++i) {
+    pid = platform_.parentOf(pid);
+    if (pid == ancestor) return true;
+  }
+  return false;
+}
+
+void Supervisor::onNotify(pid_t sender, const std::string& tag, std::string_view message) {
   Worker* w = findByPid(sender);
-  if (!w) w = findByPid(platform_.processGroupOf(sender));
   if (!w) {
-    log::debug(kLog, "notify from unknown pid {} ignored", sender);
+    Worker* leader = findByPid(platform_.processGroupOf(sender));
+    if (leader && descendsFrom(sender, leader->pid)) w = leader;
+  }
+  if (!w) {
+    log::debug(kLog, "notify from pid {}, neither a worker nor one of its children, ignored",
+               sender);
+    return;
+  }
+  if (w->app->notify_tag != tag) {
+    log::warn(kLog, "notify from pid {} of app {} came in on another app's socket; ignored", sender,
+              w->app->cfg.spec.name);
     return;
   }
   uint64_t key = w->key;
@@ -419,13 +441,22 @@ void Supervisor::collectGarbage() {
       ++s;
     }
     if (app.deleting && app.slots.empty()) {
-      platform_.cancelTimer(app.tick_timer);
       log::info(kLog, "{}: deleted", app.cfg.spec.name);
-      it = apps_.erase(it);
+      auto next = std::next(it);
+      forgetApp(it);
+      it = next;
       continue;
     }
     ++it;
   }
+}
+
+void Supervisor::forgetApp(std::map<std::string, std::unique_ptr<App>>::iterator it) {
+  App& app = *it->second;
+  platform_.cancelTimer(app.tick_timer);
+  if (!app.notify_tag.empty() && options_.close_app_notify)
+    options_.close_app_notify(app.notify_tag);
+  apps_.erase(it);
 }
 
 bool Supervisor::idle() const {

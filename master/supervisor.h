@@ -16,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,6 +35,10 @@ struct SupervisorOptions {
   std::string self_exe;        // the binary holding the exec trampoline (this one)
   std::string worker_exe;      // the `clusterd` binary, for builtin:worker
   std::string notify_socket;   // NOTIFY_SOCKET given to workers ("" = none)
+  // The notify socket of an app that runs as another user (master/notify.h),
+  // and its removal; unset (unit tests): such apps use notify_socket.
+  std::function<Result<std::string>(const std::string& app, uid_t uid, gid_t gid)> open_app_notify;
+  std::function<void(const std::string& app)> close_app_notify;
   std::string log_dir;         // default directory of app log files
   std::vector<std::string> base_env;  // the daemon's environment, KEY=VALUE
   Millis start_grace{100};     // online after this long without wait_ready
@@ -82,6 +87,12 @@ struct App {
   std::vector<std::unique_ptr<Slot>> slots;
   uint16_t port = 0;       // the bound TCP port (resolves listen port 0)
   UniqueFd shared_fd;      // Unix-socket cluster apps: one socket for all slots
+  // Set when the workers run as another user than the master's: they get a
+  // session of their own and a notify socket of their own (its tag is the
+  // app's name; the master's own apps share the main socket, tag "").
+  bool other_user = false;
+  std::string notify_tag;
+  std::string notify_socket;
   std::shared_ptr<LogFile> out, err;
   TimerId tick_timer = 0;
   std::deque<int> reload_queue;  // slot ids waiting for their turn
@@ -112,8 +123,13 @@ class Supervisor {
   // Replaces one worker gracefully (cluster mode) or restarts it (fork mode).
   void replace(Worker& w, const std::string& reason);
 
-  // One sd_notify datagram from `sender` (the pid from SCM_CREDENTIALS).
-  void onNotify(pid_t sender, std::string_view message);
+  // One sd_notify datagram from `sender` (the pid from SCM_CREDENTIALS)
+  // on the socket tagged `tag`. It counts for the worker whose pid it is, or
+  // whose process group it is in and from which it descends, and only when
+  // that worker's app uses this socket.
+  void onNotify(pid_t sender, const std::string& tag, std::string_view message);
+  // The same on the main socket.
+  void onNotify(pid_t sender, std::string_view message) { onNotify(sender, "", message); }
   // Stops everything (daemon shutdown); done() turns true when all exited.
   void stopAll();
   bool idle() const;
@@ -149,6 +165,8 @@ class Supervisor {
   void scheduleTick(App& app);
   std::vector<std::pair<App*, Slot*>> resolve(const std::string& target, std::string& err);
   void collectGarbage();
+  bool descendsFrom(pid_t pid, pid_t ancestor);
+  void forgetApp(std::map<std::string, std::unique_ptr<App>>::iterator it);
 
   Platform& platform_;
   SupervisorOptions options_;

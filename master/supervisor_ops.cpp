@@ -116,9 +116,8 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
           s->main->state == WorkerState::kWaiting)
         return Error{"app " + name + " is already running; use `clusterd reload " + name +
                      "` or `clusterd restart " + name + "`"};
-    platform_.cancelTimer(old.tick_timer);
     for (auto& s : old.slots) dropWorker(s->main);
-    apps_.erase(it);
+    forgetApp(it);
   }
   if (spec.cwd.empty()) spec.cwd = cfg.base_dir;
   else spec.cwd = joinPath(cfg.base_dir, spec.cwd);
@@ -136,13 +135,20 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
   }
   if ((!spec.uid.empty() || !spec.gid.empty()) && ::geteuid() != 0)
     return Error{"app " + name + ": uid/gid need the daemon to run as root; remove them or run as root"};
+  // The user the workers run as, when it is not the master's: their log
+  // directories must be safe from them (master/logs.h).
+  std::optional<LogUser> other_user;
   if (!spec.uid.empty()) {
     auto u = lookupUid(name, spec.uid);
     if (!u) return u.error();
+    if (static_cast<uid_t>(u->uid) != ::geteuid())
+      other_user =
+          LogUser{static_cast<uid_t>(u->uid), static_cast<gid_t>(u->gid >= 0 ? u->gid : u->uid)};
   }
   if (!spec.gid.empty()) {
     auto g = lookupGid(name, spec.gid);
     if (!g) return g.error();
+    if (other_user) other_user->gid = static_cast<gid_t>(*g);
   }
 
   auto app = std::make_unique<App>();
@@ -161,9 +167,24 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
   }
   std::string out = s.out_file.empty() ? options_.log_dir + "/" + name + "-out.log" : joinPath(s.cwd, s.out_file);
   std::string err = s.error_file.empty() ? options_.log_dir + "/" + name + "-error.log" : joinPath(s.cwd, s.error_file);
-  app->out = std::make_shared<LogFile>(out, s.log_max_size, s.log_retain, s.log_date_format);
+  app->out =
+      std::make_shared<LogFile>(out, s.log_max_size, s.log_retain, s.log_date_format, other_user);
   app->err = s.merge_logs ? app->out
-                          : std::make_shared<LogFile>(err, s.log_max_size, s.log_retain, s.log_date_format);
+                          : std::make_shared<LogFile>(err, s.log_max_size, s.log_retain,
+                                                      s.log_date_format, other_user);
+  for (auto* f : {&app->out, &app->err})
+    if (!(*f)->refusal().empty()) return Error{"app " + name + ": " + (*f)->refusal()};
+  if (other_user) {
+    // Its own session (see SpawnRequest) and its own notify socket, which
+    // only its user may reach.
+    app->other_user = true;
+    if (options_.open_app_notify) {
+      auto ns = options_.open_app_notify(name, other_user->uid, other_user->gid);
+      if (!ns) return Error{"app " + name + ": " + ns.error().message};
+      app->notify_tag = name;
+      app->notify_socket = *ns;
+    }
+  }
   App& ref = *app;
   apps_[name] = std::move(app);
   for (int i = 0; i < s.instances; ++i) {
@@ -252,7 +273,10 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
   env["CLUSTERD_APP"] = s.name;
   env["CLUSTERD_INSTANCE"] = std::to_string(slot.instance);
   env["NODE_APP_INSTANCE"] = std::to_string(slot.instance);
-  if (!options_.notify_socket.empty()) env["NOTIFY_SOCKET"] = options_.notify_socket;
+  if (!app.notify_socket.empty())
+    env["NOTIFY_SOCKET"] = app.notify_socket;
+  else if (!options_.notify_socket.empty())
+    env["NOTIFY_SOCKET"] = options_.notify_socket;
   // The systemd convention: a program that supports a watchdog learns the
   // period from WATCHDOG_USEC and pings at about half of it.
   if (s.watchdog.count() > 0) env["WATCHDOG_USEC"] = std::to_string(s.watchdog.count() * 1000);
@@ -265,7 +289,7 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
     // <self> __exec <master pid> <set LISTEN_PID 0|1> <program> <args...>
     r.file = options_.self_exe;
     r.args = {"__exec", std::to_string(::getpid()), cluster ? "1" : "0", program};
-    r.trampoline_makes_group = true;
+    r.trampoline_makes_group = !app.other_user;
     r.args.insert(r.args.end(), args.begin(), args.end());
   } else {
     r.file = program;

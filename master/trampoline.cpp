@@ -2,8 +2,10 @@
 // initialisation of the binary, so it stays cheap: no allocation-heavy setup.
 #include "master/trampoline.h"
 
+#include <linux/close_range.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +43,9 @@ int runExecTrampoline(int argc, char** argv) {
     std::snprintf(pid, sizeof pid, "%d", static_cast<int>(::getpid()));
     ::setenv("LISTEN_PID", pid, 1);
   }
+  // Only stdio and the listening socket (fd 3 with LISTEN_PID) go on to
+  // the program, whatever else the master may have let through.
+  ::syscall(SYS_close_range, std::strcmp(argv[3], "1") == 0 ? 4U : 3U, ~0U, CLOSE_RANGE_CLOEXEC);
   ::execvp(argv[4], argv + 4);
   int e = errno;
   std::fprintf(stderr, "clusterd: cannot execute %s: %s\n", argv[4], std::strerror(e));

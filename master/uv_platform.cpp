@@ -38,6 +38,7 @@ struct UvPlatform::Proc {
   Pipe out, err;
   std::function<void(int64_t, int)> on_exit;
   GroupLedger* ledger = nullptr;  // told about the exit
+  std::shared_ptr<std::set<pid_t>> unreaped;  // the platform's, forgets the pid at the exit
   pid_t pid = 0;
   int open_handles = 0;
 
@@ -189,6 +190,7 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
   opt.exit_cb = [](uv_process_t* h, int64_t status, int sig) {
     auto* self = static_cast<Proc*>(h->data);
     if (self->ledger) self->ledger->remove(self->pid);
+    self->unreaped->erase(self->pid);
     auto cb = std::move(self->on_exit);
     uv_close(reinterpret_cast<uv_handle_t*>(h),
              [](uv_handle_t* x) { static_cast<Proc*>(x->data)->release(); });
@@ -209,6 +211,8 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
   for (auto* p : {&proc->out, &proc->err})
     uv_read_start(reinterpret_cast<uv_stream_t*>(&p->handle), allocBuffer, onPipeRead);
   proc->pid = static_cast<pid_t>(proc->process.pid);
+  proc->unreaped = unreaped_;
+  unreaped_->insert(proc->pid);
   if (ledger_) {
     proc->ledger = ledger_;
     ledger_->add(proc->pid);
@@ -219,8 +223,14 @@ Result<pid_t> UvPlatform::spawn(const SpawnRequest& r,
 void UvPlatform::signalGroup(pid_t pid, int sig) {
   if (pid <= 0) return;
   // ESRCH: the trampoline has not made its group yet; it then runs nothing
-  // else, and the signal to it alone is the signal to everything.
-  if (::kill(-pid, sig) != 0 && errno == ESRCH) ::kill(pid, sig);
+  // else, and the signal to it alone is the signal to everything. The pid
+  // alone is signalled only while it is our unreaped child (a zombie at
+  // worst), so it cannot have been reused by another process.
+  if (::kill(-pid, sig) != 0 && errno == ESRCH && unreaped_->count(pid)) ::kill(pid, sig);
+}
+
+void UvPlatform::killExitedGroup(pid_t pgid) {
+  if (pgid > 0) ::kill(-pgid, SIGKILL);  // ESRCH: nothing was left
 }
 
 ProcSample parseProcStat(std::string_view stat, long page_size) {
@@ -245,15 +255,41 @@ ProcSample parseProcStat(std::string_view stat, long page_size) {
   return s;
 }
 
-ProcSample UvPlatform::sample(pid_t pid) {
+pid_t parseParentPid(std::string_view stat) {
+  size_t close = stat.rfind(')');
+  if (close == std::string_view::npos || close + 4 >= stat.size()) return -1;
+  std::string_view rest = stat.substr(close + 4);  // ") S ppid …"
+  pid_t ppid = 0;
+  size_t i = 0;
+  for (; i < rest.size() && rest[i] >= '0' && rest[i] <= '9' && ppid < 100'000'000; ++i)
+    ppid = ppid * 10 + (rest[i] - '0');
+  return i == 0 ? -1 : ppid;
+}
+
+namespace {
+
+// The contents of /proc/<pid>/stat, or "" when the process is gone.
+std::string readStat(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {};
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return "";
   char buf[1024];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return {};
-  return parseProcStat(std::string_view(buf, static_cast<size_t>(n)), ::sysconf(_SC_PAGESIZE));
+  ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+}  // namespace
+
+ProcSample UvPlatform::sample(pid_t pid) {
+  std::string stat = readStat(pid);
+  if (stat.empty()) return {};
+  return parseProcStat(stat, ::sysconf(_SC_PAGESIZE));
+}
+
+pid_t UvPlatform::parentOf(pid_t pid) {
+  if (pid <= 0) return -1;
+  std::string stat = readStat(pid);
+  return stat.empty() ? -1 : parseParentPid(stat);
 }
 
 long UvPlatform::ticksPerSecond() { return ::sysconf(_SC_CLK_TCK); }

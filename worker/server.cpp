@@ -2,6 +2,7 @@
 // server.h).
 #include "worker/server.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,6 +51,9 @@ Result<void> Server::listenFd(int fd) {
     return Error{fmt::format("fd {} is not a socket (getsockname: {}); check LISTEN_FDS", fd,
                              std::strerror(errno))};
   }
+  // An inherited listening socket (LISTEN_FDS) is ours now: the programs
+  // this worker starts (command handlers) must not inherit it.
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   int rc;
   if (ss.ss_family == AF_UNIX) {
     is_pipe_ = true;

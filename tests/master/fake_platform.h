@@ -39,12 +39,17 @@ class FakePlatform : public Platform {
   }
   void signalGroup(pid_t pid, int sig) override {
     auto it = procs.find(pid);
-    if (it == procs.end() || !it->second.alive) return;
+    if (it == procs.end() || !it->second.alive) {
+      // A real pid may belong to another process by now.
+      signals_to_reaped.emplace_back(pid, sig);
+      return;
+    }
     it->second.signals.push_back(sig);
     // Like a real process, it exits after the signal is delivered, not inside kill(2).
     if ((sig == SIGKILL) || (sig == SIGTERM && exit_on_term))
       startTimer(Millis{0}, [this, pid, sig] { exit(pid, 0, sig == SIGKILL ? SIGKILL : 0); });
   }
+  void killExitedGroup(pid_t pgid) override { exited_group_kills.push_back(pgid); }
   ProcSample sample(pid_t pid) override {
     auto it = procs.find(pid);
     if (it == procs.end() || !it->second.alive) return {};
@@ -54,6 +59,11 @@ class FakePlatform : public Platform {
   pid_t processGroupOf(pid_t pid) override {
     auto it = group_of.find(pid);
     return it == group_of.end() ? -1 : it->second;
+  }
+
+  pid_t parentOf(pid_t pid) override {
+    auto it = parent_of.find(pid);
+    return it == parent_of.end() ? -1 : it->second;
   }
 
   // Test controls.
@@ -90,6 +100,9 @@ class FakePlatform : public Platform {
   std::map<pid_t, Proc> procs;
   std::vector<pid_t> spawned;
   std::map<pid_t, pid_t> group_of;
+  std::map<pid_t, pid_t> parent_of;
+  std::vector<std::pair<pid_t, int>> signals_to_reaped;  // signalGroup() after the exit
+  std::vector<pid_t> exited_group_kills;
   bool exit_on_term = true;
   bool fail_spawn = false;
 

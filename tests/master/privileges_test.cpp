@@ -1,7 +1,9 @@
 // Integration tests of the master's privilege and service-manager edges:
 // uid/gid drop for workers, the control socket's peer check, a script that
-// is not executable, autorestart: false, and READY=1/STOPPING=1 sent to a
-// service manager's NOTIFY_SOCKET. The root-only checks say so and pass
+// is not executable, autorestart: false, READY=1/STOPPING=1 sent to a
+// service manager's NOTIFY_SOCKET, and what an app running as another user
+// cannot do: point its log at root's files, reach the master's notify
+// socket, or speak for another app's worker. The root-only checks say so and pass
 // trivially when the tests do not run as root.
 #include <catch2/catch.hpp>
 
@@ -13,8 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
+#include <thread>
 
 #include "master/daemon.h"
 #include "tests/master/daemon_fixture.h"
@@ -167,4 +172,101 @@ TEST_CASE("the daemon reports READY=1 and STOPPING=1 to its service manager's NO
   CHECK(std::string(buf, static_cast<size_t>(n)) == "STOPPING=1\n");
   CHECK(daemon.wait(seconds(10)) != -1);
   ::close(fd);
+}
+
+TEST_CASE("an app running as another user cannot point its log at a file of root's") {
+  if (!runningAsRoot()) return;
+  struct passwd* nobody = ::getpwnam("nobody");
+  REQUIRE(nobody != nullptr);
+  DaemonUnderTest d;
+  clusterd::test::TempDir dir("cd-loglink");
+  std::string logs = dir.file("logs"), secret = dir.file("authorized_keys");
+  REQUIRE(::mkdir(logs.c_str(), 0755) == 0);
+  writeFile(secret, "ssh-ed25519 AAAA root@host\n");
+  // A link the app's user made, as it could in a directory of its own.
+  REQUIRE(::symlink(secret.c_str(), (logs + "/out.log").c_str()) == 0);
+  REQUIRE(::lchown((logs + "/out.log").c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+  auto app = testApp("linked", 1, 0, {"--say", "pwned"});
+  app.spec.uid = "nobody";
+  app.spec.out_file = logs + "/out.log";
+  auto r = d.start(app);
+  CHECK(r["ok"] == false);
+  CHECK(r["error"].get<std::string>().find("log file " + logs + "/out.log is a symbolic link") !=
+        std::string::npos);
+
+  // A directory the app's user owns is refused even while it holds no link yet.
+  REQUIRE(::chown(logs.c_str(), nobody->pw_uid, nobody->pw_gid) == 0);
+  app.spec.out_file = logs + "/fresh.log";
+  r = d.start(app);
+  CHECK(r["ok"] == false);
+  CHECK(r["error"].get<std::string>().find("log directory " + logs + " is writable by nobody") !=
+        std::string::npos);
+  CHECK(readFile(secret) == "ssh-ed25519 AAAA root@host\n");
+}
+
+TEST_CASE("a worker running as another user cannot speak for another app's worker") {
+  if (!runningAsRoot()) return;
+  DaemonUnderTest d;
+  int port = reservedTcpPort();
+  auto victim = testApp("victim", 1, port, {"--ready"});
+  victim.spec.wait_ready = true;
+  REQUIRE(d.start(victim)["ok"] == true);
+  REQUIRE(d.waitOnline("victim", 1));
+  pid_t vpid = d.pids("victim").at(0);
+  // Its child tries to join the victim's process group and to send
+  // STATUS=impersonated and WATCHDOG=trigger on its own notify socket and on
+  // the master's main one.
+  auto intruder = testApp("intruder", 1, 0,
+                          {"--ready", "--impersonate", std::to_string(vpid), "--other-socket",
+                           notifySocketPath(d.home())});
+  intruder.spec.uid = "nobody";
+  intruder.spec.wait_ready = true;
+  intruder.spec.listen_timeout = seconds(30);
+  REQUIRE(d.start(intruder)["ok"] == true);
+  std::string log = d.home() + "/logs/intruder-out.log";
+  REQUIRE(waitFor([&] { return readFile(log).find("impersonate:") != std::string::npos; },
+                  seconds(10)));
+  std::string said = readFile(log);
+  INFO(said);
+  CHECK(said.find("setpgid Operation not permitted") != std::string::npos);  // another session
+  CHECK(said.find("other socket Permission denied") != std::string::npos);   // root's socket
+  // The worker's own READY=1 reached the master through its app's socket,
+  // long before listen_timeout.
+  REQUIRE(d.waitOnline("intruder", 1, seconds(10)));
+  std::this_thread::sleep_for(milliseconds(300));
+  auto workers = d.status();
+  for (auto& w : workers) {
+    if (w["app"] != "victim") continue;
+    CHECK(w["pid"] == vpid);  // not replaced by a forged WATCHDOG=trigger
+    CHECK(w["status"] != "impersonated");
+  }
+}
+
+TEST_CASE("other local users cannot reach the workers' notify socket") {
+  if (!runningAsRoot()) return;
+  DaemonUnderTest d;
+  int port = reservedTcpPort();
+  REQUIRE(d.start(testApp("web", 1, port, {"--ready"}))["ok"] == true);
+  REQUIRE(d.waitOnline("web", 1));
+  std::string path = field(httpGet(port, "/env"), "NOTIFY_SOCKET");
+  REQUIRE(!path.empty());
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // 0: refused with EACCES; 1: sent; 2: another error.
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::memcpy(a.sun_path, path.c_str(), path.size());
+    if (a.sun_path[0] == '@') a.sun_path[0] = '\0';
+    int fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+    const char msg[] = "WATCHDOG=trigger\n";
+    auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+    if (::sendto(fd, msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&a), len) >= 0) ::_exit(1);
+    ::_exit(errno == EACCES ? 0 : 2);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

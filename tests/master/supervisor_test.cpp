@@ -86,9 +86,41 @@ TEST_CASE("a notification from a child in the worker's process group counts for 
   REQUIRE(f.sup.startApp(a).ok());
   pid_t pid = f.main("a").pid;
   f.platform.group_of[4242] = pid;
+  f.platform.parent_of[4242] = 4241;  // a grandchild
+  f.platform.parent_of[4241] = pid;
   f.sup.onNotify(4242, "READY=1");
   CHECK(f.main("a").state == WorkerState::kOnline);
   f.sup.onNotify(9999, "READY=1");  // unknown: ignored
+}
+
+TEST_CASE(
+    "a process that joined a worker's group without descending from it does not speak for it") {
+  Fixture f;
+  auto a = f.app("a");
+  a.spec.wait_ready = true;
+  REQUIRE(f.sup.startApp(a).ok());
+  auto b = f.app("b");
+  REQUIRE(f.sup.startApp(b).ok());
+  pid_t victim = f.main("a").pid, other = f.main("b").pid;
+  // A child of b's worker moved itself into a's group (setpgid).
+  f.platform.group_of[4242] = victim;
+  f.platform.parent_of[4242] = other;
+  f.platform.parent_of[other] = 1;
+  f.sup.onNotify(4242, "READY=1\nSTATUS=impersonated");
+  CHECK(f.main("a").state == WorkerState::kLaunching);
+  CHECK(f.main("a").status_text.empty());
+}
+
+TEST_CASE("a notification counts only on the socket of the worker's app") {
+  Fixture f;
+  auto a = f.app("a");
+  a.spec.wait_ready = true;
+  REQUIRE(f.sup.startApp(a).ok());
+  pid_t pid = f.main("a").pid;
+  f.sup.onNotify(pid, "other-app", "READY=1");  // a's workers use the main socket
+  CHECK(f.main("a").state == WorkerState::kLaunching);
+  f.sup.onNotify(pid, "", "READY=1");
+  CHECK(f.main("a").state == WorkerState::kOnline);
 }
 
 TEST_CASE("a crashed worker is restarted after restart_delay with a new pid") {
@@ -168,6 +200,33 @@ TEST_CASE("stop sends SIGTERM to the group and SIGKILL after kill_timeout") {
   CHECK(f.main("a").state == WorkerState::kStopped);
   f.platform.advance(Millis{10'000});
   CHECK(f.main("a").state == WorkerState::kStopped);  // not restarted
+}
+
+TEST_CASE("no signal goes to the pid of a worker whose exit was reported") {
+  Fixture f;
+  f.platform.exit_on_term = false;
+  auto a = f.clusterApp("web", 2);
+  a.spec.kill_timeout = Millis{500};
+  REQUIRE(f.sup.startApp(a).ok());
+  pid_t crashed = f.main("web", 0).pid, stopped = f.main("web", 1).pid;
+  f.sup.onNotify(crashed, "READY=1");
+  f.sup.onNotify(stopped, "READY=1");
+  // A crash, a stop whose SIGTERM is answered by an exit before kill_timeout,
+  // and a reload whose old worker exits on its own.
+  f.platform.exit(crashed, 1);
+  REQUIRE(*f.sup.stop("1") == 1);
+  f.platform.exit(stopped, 0);
+  f.platform.advance(Millis{5'000});
+  pid_t restarted = f.main("web", 0).pid;
+  REQUIRE(restarted != crashed);
+  f.sup.onNotify(restarted, "READY=1");
+  REQUIRE(f.sup.reload("web", 1).ok());
+  f.sup.onNotify(f.platform.spawned.back(), "READY=1");
+  f.platform.exit(restarted, 0);
+  f.platform.advance(Millis{5'000});
+  CHECK(f.platform.signals_to_reaped.empty());
+  // What the exited workers left in their groups was still killed, by group.
+  CHECK(f.platform.exited_group_kills == std::vector<pid_t>{crashed, stopped, restarted});
 }
 
 TEST_CASE("reload starts each replacement before stopping the old worker, one slot at a time") {

@@ -18,16 +18,21 @@
 //   --reuseport          ... with SO_REUSEPORT (several processes on one port, as under
 //                        the master; bench/master_accept.py compares the two)
 //   --delay MS           each response takes this long
+//   --impersonate PID    fork a child that joins process group PID and sends
+//                        STATUS=impersonated and WATCHDOG=trigger to $NOTIFY_SOCKET
+//                        (and to --other-socket PATH), printing what worked
 //
 // GET /     -> "pid <pid> instance <CLUSTERD_INSTANCE>\n"
 // GET /env  -> LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, CLUSTERD_APP, NODE_APP_INSTANCE,
-//              WATCHDOG_USEC, PID, UID, GID, GROUPS (count of supplementary groups),
+//              WATCHDOG_USEC, NOTIFY_SOCKET, PID, UID, GID, GROUPS (count of supplementary groups),
 //              APP_MODE
+// GET /fds  -> the descriptors open when the program started, e.g. "0 1 2 3"
 // GET /exit -> exits 4 after answering
 // SIGTERM: stop accepting, finish requests, answer each open keep-alive
 // connection's next request with "Connection: close" (idle ones are closed
 // after 1 s), exit 0 when none are left.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -37,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -55,19 +62,56 @@ long long nowMs() {
   return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
-void notify(const std::string& msg) {
-  const char* path = std::getenv("NOTIFY_SOCKET");
-  if (!path || !*path) return;
+// Sends `msg` to the datagram socket at `path` ('@': abstract); "ok" or
+// the error.
+std::string sendTo(const char* path, const std::string& msg) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   size_t len = std::strlen(path);
-  if (len >= sizeof a.sun_path) return;
+  if (len >= sizeof a.sun_path) return "path too long";
   std::memcpy(a.sun_path, path, len);
   if (a.sun_path[0] == '@') a.sun_path[0] = '\0';
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&a),
-         static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  ssize_t n = sendto(fd, msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&a),
+                     static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len));
+  std::string result = n < 0 ? std::strerror(errno) : "ok";
   close(fd);
+  return result;
+}
+
+void notify(const std::string& msg) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path && *path) sendTo(path, msg);
+}
+
+// A child that moves into process group `victim` and speaks for it on our
+// NOTIFY_SOCKET and on `other_socket`; prints what worked and exits.
+void impersonate(pid_t victim, const std::string& other_socket) {
+  if (fork() != 0) return;
+  std::string joined = setpgid(0, victim) == 0 ? "ok" : std::strerror(errno);
+  const char* own = std::getenv("NOTIFY_SOCKET");
+  std::string msg = "STATUS=impersonated\nWATCHDOG=trigger\n";
+  std::string ours = own ? sendTo(own, msg) : "none";
+  std::string other = other_socket.empty() ? "none" : sendTo(other_socket.c_str(), msg);
+  std::printf("impersonate: setpgid %s; own socket %s; other socket %s\n", joined.c_str(),
+              ours.c_str(), other.c_str());
+  std::fflush(stdout);
+  _exit(0);
+}
+
+// The open descriptors, in order, as "0 1 2 …" (the directory's own left out).
+std::string openFds() {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return "?";
+  std::vector<int> fds;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.' && std::atoi(e->d_name) != dirfd(d))
+      fds.push_back(std::atoi(e->d_name));
+  closedir(d);
+  std::sort(fds.begin(), fds.end());
+  std::string out;
+  for (int fd : fds) out += (out.empty() ? "" : " ") + std::to_string(fd);
+  return out;
 }
 
 struct Conn {
@@ -78,10 +122,12 @@ struct Conn {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const std::string fds_at_start = openFds();
   bool ready = false, ignore_term = false, stats = false, reuseport = false;
   long long ready_delay = 0, crash_after = -1, watchdog = 0, hang_after = -1, delay = 0;
   int leak_mb = 0, port = 0;
-  std::string fork_file, status, say, ready_file;
+  std::string fork_file, status, say, ready_file, other_socket;
+  pid_t victim = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -104,6 +150,10 @@ int main(int argc, char** argv) {
     else if (a == "--port") port = std::atoi(next().c_str());
     else if (a == "--reuseport") reuseport = true;
     else if (a == "--delay") delay = std::atoll(next().c_str());
+    else if (a == "--impersonate")
+      victim = std::atoi(next().c_str());
+    else if (a == "--other-socket")
+      other_socket = next();
     else {
       std::fprintf(stderr, "testapp: unknown option %s\n", a.c_str());
       return 100;
@@ -119,6 +169,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr, "err: %s\n", say.c_str());
   }
+  if (victim > 0) impersonate(victim, other_socket);
   if (!fork_file.empty()) {
     pid_t child = fork();
     if (child == 0) {
@@ -237,8 +288,9 @@ int main(int argc, char** argv) {
         path = path.substr(0, path.find(' '));
         std::string body;
         if (path == "/env") {
-          for (const char* k : {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "CLUSTERD_APP",
-                                "CLUSTERD_INSTANCE", "NODE_APP_INSTANCE", "WATCHDOG_USEC"}) {
+          for (const char* k :
+               {"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "CLUSTERD_APP", "CLUSTERD_INSTANCE",
+                "NODE_APP_INSTANCE", "WATCHDOG_USEC", "NOTIFY_SOCKET"}) {
             const char* v = std::getenv(k);
             body += std::string(k) + "=" + (v ? v : "") + "\n";
           }
@@ -249,6 +301,8 @@ int main(int argc, char** argv) {
           body += "GROUPS=" + std::to_string(ng) + "\n";
           const char* mode = std::getenv("APP_MODE");
           body += std::string("APP_MODE=") + (mode ? mode : "") + "\n";
+        } else if (path == "/fds") {
+          body = fds_at_start + "\n";
         } else {
           body = "pid " + std::to_string(getpid()) + " instance " + instance + "\n";
         }
