@@ -1,9 +1,9 @@
 // Fuzz target: notify datagrams, from the socket to the worker record. Each
-// input is one datagram sent to a real NotifyServer (master/notify.h) on an
-// abstract socket, so the kernel attaches this process's credentials; the
-// server hands it to a real Supervisor (fake clock and processes) that routes
-// this pid to a worker through its process group, as it does for a worker's
-// children. The datagram is applied to a launching worker, then again once
+// input is one datagram sent to a real NotifyServer (master/notify.h) on a
+// socket in a temporary directory, so the kernel attaches this process's
+// credentials; the server hands it to a real Supervisor (fake clock and
+// processes) that routes this pid to a worker through its process group and
+// parent, as it does for a worker's children. The datagram is applied to a launching worker, then again once
 // it is online, and the `status` and `describe` views the control socket
 // serves are rendered after each, as the daemon does.
 //
@@ -35,7 +35,6 @@ using clusterd::master::test::FakePlatform;
 
 struct Env {
   std::string dir;  // log files of the fuzzed app
-  std::string name = "clusterd-fuzz-notify-" + std::to_string(::getpid());
   sockaddr_un to{};
   socklen_t to_len = 0;
   int sender = -1;
@@ -48,13 +47,18 @@ struct Env {
     char tmpl[] = "/tmp/clusterd-fuzz-notify-XXXXXX";
     if (!::mkdtemp(tmpl)) std::abort();
     dir = tmpl;
-    server = std::make_unique<NotifyServer>(loop, [this](pid_t pid, std::string_view m) {
-      if (target) target->onNotify(pid, m);
-    });
-    if (!server->start(name)) std::abort();
+    // No per-sender budget to speak of: every input must reach the supervisor.
+    server = std::make_unique<NotifyServer>(
+        loop,
+        [this](pid_t pid, const std::string& tag, std::string_view m) {
+          if (target) target->onNotify(pid, tag, m);
+        },
+        1'000'000);
+    std::string path = dir + "/notify.sock";
+    if (!server->start(path)) std::abort();
     to.sun_family = AF_UNIX;
-    std::memcpy(to.sun_path + 1, name.data(), name.size());
-    to_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    std::memcpy(to.sun_path, path.c_str(), path.size() + 1);
+    to_len = static_cast<socklen_t>(sizeof to);
     sender = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sender < 0) std::abort();
     int big = 1 << 20;
@@ -107,6 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!sup.startApp(app)) std::abort();
   pid_t worker = sup.apps().at("app")->slots.at(0)->main->pid;
   platform.group_of[::getpid()] = worker;  // our datagrams speak for the worker's group
+  platform.parent_of[::getpid()] = worker;  // as its child
 
   e.target = &sup;
   e.deliver(data, size);  // launching
@@ -114,6 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   platform.advance(clusterd::config::Millis{500});
   Worker* w = sup.apps().at("app")->slots.at(0)->main.get();
   platform.group_of[::getpid()] = w->pid;
+  platform.parent_of[::getpid()] = w->pid;
   e.deliver(data, size);  // online, if the first one said READY=1
   render(sup);
   platform.advance(clusterd::config::Millis{2000});  // watchdog and restarts
