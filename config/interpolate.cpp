@@ -2,6 +2,7 @@
 #include "config/interpolate.h"
 
 #include <cctype>
+#include <string>
 
 namespace clusterd::config {
 namespace {
@@ -13,6 +14,11 @@ bool isNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
 }
 
+std::string tooLong() {
+  return "the value expands to more than " + std::to_string(kMaxInterpolatedBytes) +
+         " bytes; shorten it or the variables it uses";
+}
+
 class Scanner {
  public:
   Scanner(std::string_view text, const EnvLookup& lookup) : text_(text), lookup_(lookup) {}
@@ -21,6 +27,7 @@ class Scanner {
   // `nested` (the end of a default). Returns false after setting the error.
   bool expand(std::string& out, bool nested) {
     while (pos_ < text_.size()) {
+      if (out.size() > kMaxInterpolatedBytes) return fail(pos_, tooLong());
       char c = text_[pos_];
       if (nested && c == '}') return true;
       if (c == '$' && text_.substr(pos_, 3) == "$${") {
@@ -73,8 +80,17 @@ class Scanner {
     }
     if (text_.substr(pos_, 2) == ":-") {
       pos_ += 2;
+      // Each nested default is one level of recursion: bound it before the
+      // stack is.
+      if (depth_ >= kMaxInterpolationDepth) {
+        return fail(start, "`${" + name + ":-…}` defaults nest deeper than " +
+                               std::to_string(kMaxInterpolationDepth) + " levels");
+      }
       std::string fallback;
-      if (!expand(fallback, true)) return false;
+      ++depth_;
+      bool ok = expand(fallback, true);
+      --depth_;
+      if (!ok) return false;
       if (pos_ >= text_.size()) return fail(start, "`${" + name + ":-` is not closed by `}`");
       ++pos_;  // the closing brace
       std::optional<std::string> value = lookup_(name);
@@ -89,6 +105,7 @@ class Scanner {
   std::string_view text_;
   const EnvLookup& lookup_;
   size_t pos_ = 0;
+  size_t depth_ = 0;  // nested defaults open around pos_
 };
 
 }  // namespace
@@ -96,7 +113,10 @@ class Scanner {
 Interpolated interpolate(std::string_view text, const EnvLookup& lookup) {
   Scanner scanner(text, lookup);
   std::string out;
-  if (scanner.expand(out, false)) scanner.result.value = std::move(out);
+  if (scanner.expand(out, false)) {
+    if (out.size() > kMaxInterpolatedBytes) scanner.result.error = tooLong();
+    else scanner.result.value = std::move(out);
+  }
   return std::move(scanner.result);
 }
 

@@ -4,6 +4,10 @@
 // unset; `${VAR:-default}` uses `default` when VAR is unset or empty (as in
 // sh), and the default may itself hold references. `$${` writes a literal
 // `${`; any other `$` is kept as written.
+//
+// Bounds: defaults nest at most kMaxInterpolationDepth deep (the scanner
+// recurses once per level), and one value expands to at most
+// kMaxInterpolatedBytes; past either the result is an error naming the limit.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +17,9 @@
 #include <string_view>
 
 namespace clusterd::config {
+
+inline constexpr size_t kMaxInterpolationDepth = 16;
+inline constexpr size_t kMaxInterpolatedBytes = 1 << 20;
 
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <unistd.h>
+#include <yaml-cpp/depthguard.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -42,6 +43,75 @@ EnvLookup makeLookup(const LoadOptions& options) {
     if (!v) return std::nullopt;
     return std::string(v);
   };
+}
+
+// The file's YAML tree; an error is reported (and a null node returned) for
+// a file past the size limit or one yaml-cpp cannot parse.
+YAML::Node parseYaml(Reader& r, const std::string& text, const LoadLimits& limits) {
+  if (text.size() > limits.max_file_bytes) {
+    r.error(YAML::Mark::null_mark(), "",
+            fmt::format("the file is larger than {} bytes, the limit for an ecosystem file",
+                        limits.max_file_bytes));
+    return {};
+  }
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    // yaml-cpp's own guard (about 500 levels of flow or block nesting); its
+    // message ("bad file") does not say so.
+    r.error(e.mark, "",
+            fmt::format("nested deeper than the YAML parser allows (about 500 levels; clusterd "
+                        "allows {}); flatten the file",
+                        limits.max_depth));
+  } catch (const YAML::Exception& e) {
+    // Only the first syntax error is known: yaml-cpp stops there.
+    r.error(e.mark, "", fmt::format("not valid YAML or JSON: {}", e.msg));
+  }
+  return {};
+}
+
+// Walks the whole tree once, aliases and merge keys expanded as the readers
+// will see them, and reports the first limit passed: after this the readers'
+// work (and the recursion of merge keys in Reader::entries) is bounded.
+bool withinLimits(Reader& r, const YAML::Node& root, const LoadLimits& limits) {
+  struct Item {
+    YAML::Node node;
+    int depth;
+  };
+  std::vector<Item> stack{{root, 1}};
+  size_t nodes = 1;
+  auto push = [&](const YAML::Node& n, int depth) {
+    if (++nodes > limits.max_nodes) return false;
+    stack.push_back({n, depth});
+    return true;
+  };
+  while (!stack.empty()) {
+    Item item = std::move(stack.back());
+    stack.pop_back();
+    if (item.depth > limits.max_depth) {
+      r.error(item.node.Mark(), "",
+              fmt::format("nested deeper than {} levels (counting through aliases); flatten the "
+                          "file",
+                          limits.max_depth));
+      return false;
+    }
+    bool ok = true;
+    if (item.node.IsMap()) {
+      for (auto it = item.node.begin(); ok && it != item.node.end(); ++it)
+        ok = push(it->first, item.depth + 1) && push(it->second, item.depth + 1);
+    } else if (item.node.IsSequence()) {
+      for (auto it = item.node.begin(); ok && it != item.node.end(); ++it)
+        ok = push(*it, item.depth + 1);
+    }
+    if (!ok) {
+      r.error(root.Mark(), "",
+              fmt::format("the file stands for more than {} YAML nodes once its aliases are "
+                          "expanded; use fewer aliases of large anchors",
+                          limits.max_nodes));
+      return false;
+    }
+  }
+  return true;
 }
 
 constexpr std::string_view kTopKeys[] = {"apps", "queue", "postgres", "mail", "handlers"};
@@ -86,15 +156,9 @@ LoadResult loadEcosystemText(const std::string& text, const std::string& path,
   eco.base_dir = std::filesystem::path(eco.path).parent_path().string();
   Reader r(path, text, makeLookup(options));
 
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    // Only the first syntax error is known: yaml-cpp stops there.
-    r.error(e.mark, "", fmt::format("not valid YAML or JSON: {}", e.msg));
-  }
+  YAML::Node root = parseYaml(r, text, options.limits);
   std::vector<AppDraft> drafts;
-  if (r.errors().empty()) {
+  if (r.errors().empty() && withinLimits(r, root, options.limits)) {
     if (root.IsNull() || !root.IsDefined()) {
       r.error(YAML::Mark::null_mark(), "", "the file is empty; it needs an `apps:` list");
     } else if (root.IsSequence()) {
@@ -147,26 +211,24 @@ LoadResult loadEcosystemText(const std::string& text, const std::string& path,
 LoadResult loadEcosystem(const std::string& path, const LoadOptions& options) {
   std::ifstream in(path, std::ios::binary);
   std::error_code ec;
+  auto unreadable = [&](const std::string& why) {
+    LoadResult result;
+    result.unreadable = true;
+    result.diagnostics.push_back({path, 0, 0, "", fmt::format("cannot read the ecosystem file: {}", why)});
+    return result;
+  };
   if (!in || std::filesystem::is_directory(path, ec)) {
     int err = errno;
-    LoadResult result;
-    result.unreadable = true;
-    std::string why =
-        std::filesystem::is_directory(path, ec) ? "it is a directory" : std::strerror(err);
-    result.diagnostics.push_back(
-        {path, 0, 0, "", fmt::format("cannot read the ecosystem file: {}", why)});
-    return result;
+    return unreadable(std::filesystem::is_directory(path, ec) ? "it is a directory"
+                                                              : std::strerror(err));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  if (in.bad()) {
-    LoadResult result;
-    result.unreadable = true;
-    result.diagnostics.push_back(
-        {path, 0, 0, "", fmt::format("cannot read the ecosystem file: {}", std::strerror(errno))});
-    return result;
-  }
-  return loadEcosystemText(buf.str(), path, options);
+  // Read at most one byte past the limit, so neither a huge file nor an
+  // endless one (a FIFO, /dev/zero) is read whole.
+  std::string text(options.limits.max_file_bytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) return unreadable(std::strerror(errno));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return loadEcosystemText(text, path, options);
 }
 
 }  // namespace clusterd::config

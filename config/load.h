@@ -3,6 +3,7 @@
 // every field, and resolve units. All problems in a file are reported at once.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,11 +24,24 @@ struct Diagnostic {
   std::string toString() const;
 };
 
+// What one ecosystem file may make the loader do (docs/CONFIG.md, "Limits"):
+// a file is read whole into memory and walked, and YAML aliases and merge
+// keys (`<<`) can make a small file stand for a huge or deep tree.
+struct LoadLimits {
+  size_t max_file_bytes = 4 << 20;
+  // Levels of nesting, counted through aliases (`- *a` inside `&b` is one
+  // level deeper than `&a`'s contents).
+  int max_depth = 64;
+  // Nodes with every alias and merge key expanded where it is used.
+  size_t max_nodes = 1'000'000;
+};
+
 struct LoadOptions {
   std::string env_name;  // selects `env_<name>`; empty = only `env`
   int cores = 0;         // 0 = this machine's core count
   // Variables for ${VAR}; nullopt = the process environment.
   std::optional<std::map<std::string, std::string>> environment;
+  LoadLimits limits;
 };
 
 struct LoadResult {
