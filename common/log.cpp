@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 
 #include "common/uv_handle.h"
 
@@ -19,8 +20,9 @@ void UniqueFd::reset(int fd) {
 
 namespace log {
 namespace {
-// The one piece of process-wide state here: written once at start-up.
+// The process-wide state here, each written once at start-up.
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
+Sink g_sink;
 
 const char* levelName(Level l) {
   switch (l) {
@@ -35,6 +37,8 @@ const char* levelName(Level l) {
 
 void setMinLevel(Level level) { g_min_level = static_cast<int>(level); }
 
+void setSink(Sink sink) { g_sink = std::move(sink); }
+
 void write(Level level, std::string_view component, std::string_view message) {
   if (static_cast<int>(level) < g_min_level) return;
   auto now = std::chrono::system_clock::now();
@@ -42,9 +46,14 @@ void write(Level level, std::string_view component, std::string_view message) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
-  std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z {} [{}] {}\n",
-                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                 tm.tm_min, tm.tm_sec, ms, levelName(level), component, message);
+  std::string line = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z ", tm.tm_year + 1900,
+                                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+  const size_t stamp = line.size();
+  fmt::format_to(std::back_inserter(line), "{} [{}] {}\n", levelName(level), component, message);
+  if (g_sink) {
+    g_sink(line, std::string_view(line).substr(stamp));
+    return;
+  }
   // One write(2) per line so lines from concurrent processes never interleave.
   ssize_t unused = ::write(STDERR_FILENO, line.data(), line.size());
   (void)unused;

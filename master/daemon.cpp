@@ -18,9 +18,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/durable_file.h"
 #include "common/log.h"
 #include "common/uv_handle.h"
 #include "master/control.h"
+#include "master/daemon_log.h"
+#include "master/limits.h"
 #include "master/notify.h"
 #include "master/orphans.h"
 #include "master/reaper.h"
@@ -84,10 +87,11 @@ void notifyServiceManager(const std::string& socket_path, const std::string& mes
 
 class Daemon {
  public:
-  explicit Daemon(const DaemonOptions& o)
+  Daemon(const DaemonOptions& o, const DaemonLimits& limits)
       : options_(o),
+        limits_(limits),
         platform_(uv_default_loop()),
-        control_(uv_default_loop(), [this](const json& r) { return handle(r); }),
+        control_(uv_default_loop(), [this](const json& r) { return handle(r); }, limits.control),
         notify_(
             uv_default_loop(),
             [this](pid_t pid, const std::string& tag, std::string_view m) {
@@ -140,6 +144,8 @@ class Daemon {
     };
     so.close_app_notify = [this](const std::string& app) { notify_.closeAppSocket(app); };
     so.log_dir = options_.home + "/logs";
+    so.max_apps = limits_.max_apps;
+    so.max_workers = limits_.max_workers;
     for (char** e = environ; *e; ++e) so.base_env.emplace_back(*e);
     supervisor_ = std::make_unique<Supervisor>(platform_, so);
     // Only now that we hold the lock is any socket file left there stale.
@@ -294,14 +300,10 @@ class Daemon {
   json save() {
     json dump = supervisor_->dumpJson();
     std::string path = dumpPath(options_.home);
-    std::string tmp = path + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << dump.dump(2) << "\n";
-      if (!f) return {{"ok", false}, {"error", "cannot write " + tmp + ": " + std::strerror(errno)}};
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      return {{"ok", false}, {"error", "rename " + tmp + ": " + std::strerror(errno)}};
+    // Written beside and renamed over: a full disk or a crash leaves the
+    // previous dump whole, never a truncated one.
+    auto r = replaceFileDurably(path, dump.dump(2) + "\n", 0600);
+    if (!r) return {{"ok", false}, {"error", "save: " + r.error().message}};
     return {{"ok", true}, {"path", path}, {"apps", dump.size()}};
   }
 
@@ -321,6 +323,7 @@ class Daemon {
   }
 
   DaemonOptions options_;
+  DaemonLimits limits_;
   UvPlatform platform_;
   ControlServer control_;
   NotifyServer notify_;
@@ -338,7 +341,15 @@ class Daemon {
 }  // namespace
 
 int runDaemon(const DaemonOptions& options) {
-  Daemon d(options);
+  auto limits = limitsFromEnvironment();
+  if (!limits) {
+    log::error(kLog, "{}", limits.error().message);
+    return 111;
+  }
+  // Started in the background, the daemon rotates its own daemon.log.
+  DaemonLog daemon_log(options.home, limits->log_max_size, limits->log_retain);
+  daemon_log.adopt();
+  Daemon d(options, *limits);
   return d.run();
 }
 

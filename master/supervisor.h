@@ -43,6 +43,10 @@ struct SupervisorOptions {
   std::vector<std::string> base_env;  // the daemon's environment, KEY=VALUE
   Millis start_grace{100};     // online after this long without wait_ready
   bool use_trampoline = true;  // false in unit tests (no LISTEN_PID fix-up needed)
+  // What control clients may ask for (master/limits.h): apps known at once
+  // and worker slots over all apps.
+  size_t max_apps = 512;
+  size_t max_workers = 1024;
 };
 
 struct App;
@@ -150,6 +154,8 @@ class Supervisor {
   Result<void> addSlot(App& app);
   Result<void> ensureListener(App& app, Slot& slot);
   Result<SpawnRequest> buildSpawn(App& app, Slot& slot);
+  // Whether app `name` may have `instances` slots within max_apps and max_workers.
+  Result<void> checkRoom(const std::string& name, size_t instances) const;
   void startWorker(Worker& w);
   void stopWorker(Worker& w, Worker::AfterStop after);
   bool apply(Worker& w, WorkerEvent e);

@@ -101,6 +101,20 @@ Result<int> lookupGid(const std::string& app, const std::string& group) {
 
 }  // namespace
 
+Result<void> Supervisor::checkRoom(const std::string& name, size_t instances) const {
+  size_t others = 0;
+  for (auto& [n, a] : apps_)
+    if (n != name) others += a->slots.size();
+  if (!apps_.count(name) && apps_.size() >= options_.max_apps)
+    return Error{"app " + name + ": the daemon already runs " + std::to_string(apps_.size()) +
+                 " apps, its limit (CLUSTERD_MAX_APPS); delete some first"};
+  if (others + instances > options_.max_workers)
+    return Error{"app " + name + ": " + std::to_string(instances) + " instances would make " +
+                 std::to_string(others + instances) + " workers, over the daemon's limit of " +
+                 std::to_string(options_.max_workers) + " (CLUSTERD_MAX_WORKERS)"};
+  return success();
+}
+
 Result<void> Supervisor::startApp(AppConfig cfg) {
   auto& spec = cfg.spec;
   const std::string name = spec.name;
@@ -108,6 +122,7 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
   if (spec.instances < 1)
     return Error{"app " + name + ": instances is " + std::to_string(spec.instances) +
                  "; set it to 1 or more (or \"max\" for one per core)"};
+  if (auto r = checkRoom(name, static_cast<size_t>(spec.instances)); !r) return r;
   if (auto it = apps_.find(name); it != apps_.end()) {
     App& old = *it->second;
     if (old.deleting) return Error{"app " + name + " is being deleted; try again in a moment"};
@@ -415,7 +430,13 @@ Result<int> Supervisor::scale(const std::string& name, const std::string& count)
   auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
   if (digits.empty() || ec != std::errc() || p != digits.data() + digits.size())
     return Error{"scale: \"" + count + "\" is not N, +N or -N"};
-  int target = count.starts_with('+') ? current + n : count.starts_with('-') ? current - n : n;
+  int64_t wanted = count.starts_with('+')   ? int64_t{current} + n
+                   : count.starts_with('-') ? int64_t{current} - n
+                                            : n;
+  if (wanted > current) {
+    if (auto r = checkRoom(name, static_cast<size_t>(wanted)); !r) return r.error();
+  }
+  int target = static_cast<int>(std::max<int64_t>(wanted, 0));
   if (target < 1)
     return Error{"scale: " + name + " would have " + std::to_string(target) +
                  " instances; keep at least 1 (use `clusterd stop " + name + "` to stop it)"};

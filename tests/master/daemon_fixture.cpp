@@ -19,7 +19,12 @@ namespace clusterd::master::test {
 using namespace std::chrono;
 using clusterd::test::waitFor;
 
-DaemonUnderTest::DaemonUnderTest() { launch(); }
+DaemonUnderTest::DaemonUnderTest(std::string home)
+    : home_path_(home.empty() ? home_.path() : std::move(home)) {
+  launch();
+}
+
+std::string DaemonUnderTest::output() const { return clusterd::test::readFile(home_.file("daemon.out")); }
 
 void DaemonUnderTest::startAgain() {
   if (child_) throw std::logic_error("startAgain() while a daemon runs");
@@ -28,10 +33,10 @@ void DaemonUnderTest::startAgain() {
 
 void DaemonUnderTest::launch() {
   child_ = std::make_unique<clusterd::test::Child>(
-      std::vector<std::string>{CLUSTERD_BIN, "--home", home_.path(), "daemon", "--foreground"},
+      std::vector<std::string>{CLUSTERD_BIN, "--home", home_path_, "daemon", "--foreground"},
       std::map<std::string, std::string>{}, home_.file("daemon.out"));
-  bool up = waitFor([&] { return cli::ControlClient::connect(home_.path()).ok(); }, seconds(10));
-  if (!up) throw std::runtime_error("daemon did not start: " + clusterd::test::readFile(home_.file("daemon.out")));
+  bool up = waitFor([&] { return cli::ControlClient::connect(home_path_).ok(); }, seconds(10));
+  if (!up) throw std::runtime_error("daemon did not start: " + output());
 }
 
 DaemonUnderTest::~DaemonUnderTest() {
@@ -47,7 +52,7 @@ void DaemonUnderTest::crash() {
 }
 
 json DaemonUnderTest::call(const json& request) {
-  auto c = cli::ControlClient::connect(home_.path());
+  auto c = cli::ControlClient::connect(home_path_);
   if (!c) throw std::runtime_error(c.error().message);
   auto r = c->call(request, seconds(30));
   if (!r) throw std::runtime_error(r.error().message);
@@ -80,7 +85,7 @@ std::vector<pid_t> DaemonUnderTest::pids(const std::string& app) {
 }
 
 clusterd::test::RunResult DaemonUnderTest::cli(const std::vector<std::string>& args) {
-  std::vector<std::string> a{"--home", home_.path()};
+  std::vector<std::string> a{"--home", home_path_};
   a.insert(a.end(), args.begin(), args.end());
   return clusterd::test::runClusterd(a);
 }

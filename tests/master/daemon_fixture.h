@@ -25,9 +25,12 @@ using nlohmann::json;
 
 class DaemonUnderTest {
  public:
-  DaemonUnderTest();
+  // On a temp home, or on `home` (a directory the test prepared, e.g. a
+  // small tmpfs); the daemon's stdout and stderr go to a temp file either way.
+  explicit DaemonUnderTest(std::string home = "");
   ~DaemonUnderTest();
-  const std::string& home() const { return home_.path(); }
+  const std::string& home() const { return home_path_; }
+  std::string output() const;
   pid_t pid() const { return child_ ? child_->pid() : -1; }
   // One request on a fresh connection; throws on transport errors.
   json call(const json& request);
@@ -48,6 +51,7 @@ class DaemonUnderTest {
   void launch();
 
   clusterd::test::TempDir home_{"cd-master"};
+  std::string home_path_;
   std::unique_ptr<clusterd::test::Child> child_;
 };
 
