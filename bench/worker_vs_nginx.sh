@@ -114,6 +114,11 @@ apps:
     instances: 2
     listen: 127.0.0.1:$CLUSTERD_PORT
     wait_ready: true
+    http:
+      # The job API is off unless listed; on loopback it needs no token.
+      job_api:
+        queues:
+          q: ["*"]
 queue:
   redis_url: redis://127.0.0.1:$REDIS_PORT
 YAML

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "cli/commands.h"
+#include "common/nesting.h"
 #include "config/load.h"
 #include "queue/client.h"
 #include "queue/redis.h"
@@ -174,13 +175,13 @@ bool jobOptions(CliContext& ctx, const QueueCli& o, queue::JobOptions& jo) {
 }
 
 std::optional<nlohmann::json> parseJson(CliContext& ctx, const std::string& text, const std::string& where) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) {
-    std::cerr << fmt::format("clusterd: {} is not valid JSON: {}\n", where, text.substr(0, 200));
+  auto j = parseJsonLimited(text);
+  if (!j) {
+    std::cerr << fmt::format("clusterd: {}: {}\n", where, j.error().message);
     ctx.exit_code = kExitUsage;
     return std::nullopt;
   }
-  return j;
+  return std::move(*j);
 }
 
 // Before enqueueing: warn (stderr) when Redis may lose or evict jobs; under

@@ -4,11 +4,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "cli/commands.h"
+#include "common/cidr.h"
 #include "common/log.h"
 #include "config/load.h"
 #include "jobs/shop.h"
@@ -41,7 +48,52 @@ struct WorkerFlags {
   std::string auth_token_env;
   std::vector<std::string> rate_limits;
   std::string name;
+  std::string max_unsent;
+  std::vector<std::string> trusted_proxies;
+  std::vector<std::string> job_api;  // "QUEUE=NAME[,NAME...]"
+  std::string job_api_token_env;
+  std::string job_api_token_file;
 };
+
+// "QUEUE=NAME[,NAME...]" ("*" = any name) into the job API's list.
+bool parseJobApi(const std::string& text, config::JobApiSpec& api) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size()) return false;
+  std::vector<std::string> names;
+  std::stringstream ss(text.substr(eq + 1));
+  std::string name;
+  while (std::getline(ss, name, ',')) {
+    if (name.empty()) return false;
+    names.push_back(name);
+  }
+  api.enabled = true;
+  auto& list = api.queues[text.substr(0, eq)];
+  list.insert(list.end(), names.begin(), names.end());
+  return true;
+}
+
+// The job API's token from its env var or file. Errors name where the token
+// was looked for, never what it holds.
+Result<std::string> jobApiToken(const config::JobApiSpec& api) {
+  if (!api.token_env.empty()) {
+    const char* v = std::getenv(api.token_env.c_str());
+    if (!v || !*v)
+      return Error{"job_api.token_env names $" + api.token_env + ", which is empty; set it"};
+    return std::string(v);
+  }
+  if (api.token_file.empty()) return std::string();
+  std::ifstream in(api.token_file);
+  if (!in)
+    return Error{fmt::format("job_api.token_file {}: {}", api.token_file, std::strerror(errno))};
+  std::string token;
+  char buf[4096];
+  in.read(buf, sizeof buf);
+  token.assign(buf, static_cast<size_t>(in.gcount()));
+  if (!in.eof()) return Error{"job_api.token_file " + api.token_file + ": longer than 4 KB"};
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty()) return Error{"job_api.token_file " + api.token_file + " is empty"};
+  return token;
+}
 
 bool parseMillis(const std::string& text, std::chrono::milliseconds& out) {
   if (config::parseDuration(text, out)) return true;
@@ -194,6 +246,29 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
     }
     o.spec.rate_limits.push_back(tier);
   }
+  if (!f.max_unsent.empty() && !parseBytes(f.max_unsent, o.spec.max_unsent_bytes))
+    return usage(ctx, "--max-unsent wants a size such as 1M");
+  for (const auto& p : f.trusted_proxies) {
+    if (!parseCidr(p))
+      return usage(ctx, "--trusted-proxy '" + p +
+                            "': want an IP address or a CIDR block such as 10.0.0.0/8");
+    o.spec.trusted_proxies.push_back(p);
+  }
+  for (const auto& text : f.job_api) {
+    if (!parseJobApi(text, o.spec.job_api))
+      return usage(
+          ctx, "--job-api '" + text +
+                   "': want QUEUE=NAME[,NAME...] (\"*\" for any name), e.g. 'email=email.send'");
+  }
+  if (!f.job_api_token_env.empty()) o.spec.job_api.token_env = f.job_api_token_env;
+  if (!f.job_api_token_file.empty()) o.spec.job_api.token_file = f.job_api_token_file;
+  if (auto token = jobApiToken(o.spec.job_api); !token) {
+    std::cerr << "clusterd worker: " << token.error().message << "\n";
+    ctx.exit_code = kExitUsage;
+    return kExitUsage;
+  } else {
+    o.job_api_token = std::move(*token);
+  }
   if (!o.spec.auth_token_env.empty()) {
     const char* token = std::getenv(o.spec.auth_token_env.c_str());
     if (!token || !*token) {
@@ -278,6 +353,18 @@ void addWorkerCommands(CLI::App& app, CliContext& ctx) {
   cmd->add_flag("--access-log", f->access_log, "One JSON line per request on stdout");
   cmd->add_option("--auth-token-env", f->auth_token_env, "Env var holding the bearer token required on /v1/");
   cmd->add_option("--rate-limit", f->rate_limits, "Per-IP limit, '[METHOD ]PREFIX=LIMIT/WINDOW' (repeatable), e.g. '/v1/=600/1m'");
+  cmd->add_option("--max-unsent", f->max_unsent,
+                  "Unsent responses per connection before reading pauses (default 1M)");
+  cmd->add_option("--trusted-proxy", f->trusted_proxies,
+                  "Proxy address or CIDR whose X-Forwarded-For names the client (repeatable)");
+  cmd->add_option(
+      "--job-api", f->job_api,
+      "Open the job API for QUEUE=NAME[,NAME...] ('*' = any name; repeatable); off without it");
+  cmd->add_option(
+      "--job-api-token-env", f->job_api_token_env,
+      "Env var holding the job API's bearer token (required unless listening on loopback)");
+  cmd->add_option("--job-api-token-file", f->job_api_token_file,
+                  "File holding the job API's bearer token");
   cmd->callback([&ctx, f] { runWorker(ctx, *f); });
 }
 

@@ -277,6 +277,7 @@ void finishApp(Reader& r, AppDraft& d) {
     r.error(d.at, d.path,
             "a builtin:worker app with neither `listen` nor `queues` would do nothing; add one");
   }
+  if (s.builtin_worker) checkJobApi(r, s, d.at, d.path);
   if (!s.cwd.empty()) s.cwd = absolutePath(s.cwd, d.base_dir);
   const std::string& dir = s.cwd.empty() ? d.base_dir : s.cwd;
   if (!s.out_file.empty()) s.out_file = absolutePath(s.out_file, d.base_dir);

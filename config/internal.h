@@ -45,6 +45,10 @@ void readApp(Reader& r, const YAML::Node& node, size_t index, const LoadOptions&
 void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path,
                       WorkerSpec& worker);
 void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& worker);
+// An app whose job API has no token must listen on loopback only.
+void checkJobApi(Reader& r, const AppSpec& app, const YAML::Mark& at, const std::string& path);
+// True for 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 and "localhost".
+bool isLoopbackHost(const std::string& host);
 
 // A PM2 key clusterd knows about but does not implement: accepted with a
 // warning when it changes nothing here, rejected with the reason otherwise.

@@ -42,9 +42,21 @@ struct RateLimitTier {
 };
 
 // Settings of the built-in worker (`script: builtin:worker`).
+// The job API of the built-in worker (`http.job_api`): off unless set. It
+// takes jobs only for the listed queues and job names ("*" = any name of
+// that queue), and requires a bearer token unless the worker listens on
+// loopback only.
+struct JobApiSpec {
+  bool enabled = false;
+  std::map<std::string, std::vector<std::string>> queues;  // queue -> job names
+  std::string token_env;   // env var holding the token; empty = none
+  std::string token_file;  // file holding the token; empty = none
+};
+
 struct WorkerSpec {
   std::map<std::string, int> queues;  // queue name -> concurrency
   uint64_t max_body_bytes = 1 << 20;
+  uint64_t max_unsent_bytes = 1 << 20;  // a connection's unsent responses before reading pauses
   uint64_t max_header_bytes = 16 << 10;
   Millis request_timeout{30'000};
   Millis keepalive_timeout{5'000};
@@ -52,6 +64,9 @@ struct WorkerSpec {
   bool access_log = false;
   std::string auth_token_env;  // name of the env var holding the bearer token; empty = no auth
   std::vector<RateLimitTier> rate_limits;
+  // Peers (addresses or CIDR blocks) whose X-Forwarded-For names the client.
+  std::vector<std::string> trusted_proxies;
+  JobApiSpec job_api;
 };
 
 struct AppSpec {

@@ -1,10 +1,11 @@
 // The built-in worker's keys of an app (`script: builtin:worker`): `queues`
 // (queue name -> concurrency) and `http` (limits, access log, bearer-token
-// auth and rate-limit tiers of its HTTP front).
+// auth, rate-limit tiers, trusted proxies and the job API of its HTTP front).
 #include <fmt/format.h>
 
 #include <set>
 
+#include "common/cidr.h"
 #include "config/internal.h"
 
 namespace clusterd::config {
@@ -87,7 +88,123 @@ void readRateLimits(Reader& r, const Reader::Entry& e, const std::string& path, 
   }
 }
 
+void readTrustedProxies(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& w) {
+  if (!e.value.IsSequence()) {
+    r.error(at(e), path,
+            "expected a list of proxy addresses or CIDR blocks (e.g. [10.0.0.0/8, 127.0.0.1]), "
+            "got " +
+                Reader::describe(e.value));
+    return;
+  }
+  for (size_t i = 0; i < e.value.size(); ++i) {
+    const std::string p = fmt::format("{}[{}]", path, i);
+    auto v = r.string(e.value[i], e.value[i].Mark(), p);
+    if (!v) continue;
+    if (!parseCidr(*v)) {
+      r.error(e.value[i].Mark(), p,
+              fmt::format("expected an IP address or a CIDR block such as 10.0.0.0/8 or fd00::/8, "
+                          "got `{}`",
+                          *v));
+      continue;
+    }
+    w.trusted_proxies.push_back(*v);
+  }
+}
+
+// job_api: {queues: {QUEUE: [JOB NAME, ...]}, token_env: VAR, token_file: PATH}
+void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& w) {
+  std::vector<Reader::Entry> entries;
+  if (!r.entries(e.value, at(e), path, entries)) return;
+  JobApiSpec& api = w.job_api;
+  api.enabled = true;
+  bool has_queues = false;
+  using E = Reader::Entry;
+  const std::vector<Field<JobApiSpec>> fields = {
+      {"queues",
+       [&has_queues](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
+         has_queues = true;
+         std::vector<Reader::Entry> qs;
+         if (!r.entries(e.value, at(e), p, qs)) return;
+         for (const auto& q : qs) {
+           const std::string qp = p + "." + q.key;
+           if (!isValidQueueName(q.key)) {
+             r.error(q.key_node.Mark(), qp,
+                     fmt::format("`{}` is not a valid queue name: use letters, digits, `-`, `_`, "
+                                 "`.` or `:`",
+                                 q.key));
+             continue;
+           }
+           if (!q.value.IsSequence() || q.value.size() == 0) {
+             r.error(at(q), qp,
+                     "expected a list of the job names this queue takes through the job API "
+                     "(e.g. [email.send]; [\"*\"] for any)");
+             continue;
+           }
+           std::vector<std::string> names;
+           for (size_t i = 0; i < q.value.size(); ++i) {
+             auto n = r.string(q.value[i], q.value[i].Mark(), fmt::format("{}[{}]", qp, i));
+             if (n && n->empty()) {
+               r.error(q.value[i].Mark(), fmt::format("{}[{}]", qp, i), "a job name is not empty");
+             } else if (n) {
+               names.push_back(*n);
+             }
+           }
+           api.queues[q.key] = std::move(names);
+         }
+       }},
+      {"token_env",
+       [](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
+         auto v = r.string(e.value, at(e), p);
+         if (v && !isEnvName(*v)) {
+           r.error(at(e), p,
+                   fmt::format("expected the name of an environment variable (e.g. "
+                               "JOB_API_TOKEN), got `{}`",
+                               *v));
+         } else if (v) {
+           api.token_env = *v;
+         }
+       }},
+      {"token_file",
+       [](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
+         auto v = r.string(e.value, at(e), p);
+         if (v && (v->empty() || (*v)[0] != '/')) {
+           r.error(at(e), p, fmt::format("expected an absolute path, got `{}`", *v));
+         } else if (v) {
+           api.token_file = *v;
+         }
+       }},
+  };
+  readFields(r, entries, path, "the `job_api` settings", fields, api);
+  if (!has_queues)
+    r.error(at(e), path + ".queues",
+            "missing; the job API takes jobs only for the queues and job names listed here");
+  if (!api.token_env.empty() && !api.token_file.empty())
+    r.error(at(e), path, "give one of token_env and token_file, not both");
+}
+
 }  // namespace
+
+bool isLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  static const Cidr v4 = *parseCidr("127.0.0.0/8"), v6 = *parseCidr("::1");
+  auto ip = parseIp(host);
+  return ip && (v4.contains(*ip) || v6.contains(*ip));
+}
+
+void checkJobApi(Reader& r, const AppSpec& app, const YAML::Mark& at, const std::string& path) {
+  const JobApiSpec& api = app.worker.job_api;
+  if (!api.enabled || !api.token_env.empty() || !api.token_file.empty() ||
+      !app.worker.auth_token_env.empty())
+    return;
+  if (!app.listen || app.listen->kind == ListenAddress::Kind::kUnix ||
+      isLoopbackHost(app.listen->host))
+    return;
+  r.error(at, path + ".http.job_api",
+          fmt::format("the job API needs a bearer token when the worker listens on {} (not "
+                      "loopback only): set job_api.token_env or job_api.token_file, or listen "
+                      "on 127.0.0.1",
+                      app.listen->text));
+}
 
 void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path,
                       WorkerSpec& worker) {
@@ -120,6 +237,10 @@ void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path,
       {"max_body",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
          if (auto v = r.memory(e.value, at(e), p, 1)) w.max_body_bytes = *v;
+       }},
+      {"max_unsent",
+       [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
+         if (auto v = r.memory(e.value, at(e), p, 4096)) w.max_unsent_bytes = *v;
        }},
       {"max_header",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
@@ -156,6 +277,10 @@ void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path,
        }},
       {"rate_limits", [](Reader& r, const E& e, const std::string& p,
                          WorkerSpec& w) { readRateLimits(r, e, p, w); }},
+      {"trusted_proxies", [](Reader& r, const E& e, const std::string& p,
+                             WorkerSpec& w) { readTrustedProxies(r, e, p, w); }},
+      {"job_api",
+       [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) { readJobApi(r, e, p, w); }},
   };
   readFields(r, entries, path, "the `http` settings", fields, worker);
 }

@@ -9,6 +9,8 @@
 
 #include <uv.h>
 
+#include "common/log.h"
+#include "common/nesting.h"
 #include "jobs/store.h"
 #include "worker/http.h"
 #include "worker/router.h"
@@ -39,12 +41,17 @@ bool intParam(const Request& req, std::string_view name, int max, int& out, Resp
   return true;
 }
 
+// The database's message stays in the log: it may name tables, users and
+// hosts, which are not the client's business.
 void dbFailure(Responder& res, const db::DbError& e) {
   if (e.transient()) {
     res.header("Retry-After", "1");
     res.error(503, "database unavailable, retry shortly");
   } else {
-    res.error(500, "database error: " + e.message);
+    const Request& req = res.request();
+    log::error("jobs", "{} {}: database error: {}", worker::methodName(req.method), req.path,
+               e.message);
+    res.error(500, "database error; the server's log has the detail");
   }
 }
 
@@ -67,12 +74,12 @@ const char* layerName(CacheLayer l) {
 
 void ShopApi::registerRoutes(worker::Router& router) {
   router.post("/v1/orders", [this](const Request& req, Responder res) {
-    auto body = nlohmann::json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) {
+    auto body = parseJsonLimited(req.body);
+    if (!body) {
       ++stats_.orders_invalid;
-      return res.error(400, "the body is not valid JSON", "body");
+      return res.error(400, "the body is " + body.error().message, "body");
     }
-    auto parsed = parseOrderRequest(body);
+    auto parsed = parseOrderRequest(*body);
     if (auto* fe = std::get_if<FieldError>(&parsed)) {
       ++stats_.orders_invalid;
       return res.error(400, fe->message, fe->field);
@@ -82,6 +89,15 @@ void ShopApi::registerRoutes(worker::Router& router) {
     insertOrder(pool_, *order,
                 [this, res, started, order](PlacedOrder o, std::optional<db::DbError> err) mutable {
                   if (err) return dbFailure(res, *err);
+                  if (!o.created && !o.same_request) {
+                    // As payment APIs do: a key names one request, and a
+                    // different body under it is a client bug, not a replay.
+                    ++stats_.orders_invalid;
+                    return res.error(422,
+                                     "idempotency_key was already used for a different order; "
+                                     "use a new key for a new order",
+                                     "idempotency_key");
+                  }
                   uint64_t inserted = uv_hrtime();
                   if (o.created) ++stats_.orders_accepted; else ++stats_.orders_replayed;
                   nlohmann::json out{{"order_id", o.order_id}, {"status", o.status}};

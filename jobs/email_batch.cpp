@@ -96,10 +96,19 @@ void finish(Services& s, db::TransactionPtr tx, Outcomes o, int rows, int limit,
 
 void sendEmailBatch(Services& s, const Job& job, JobDone done) {
   int limit = kDefaultLimit;
-  if (job.data.is_object() && job.data.contains("limit")) {
-    if (!job.data["limit"].is_number_integer() || job.data["limit"].get<int>() < 1)
-      return done(JobResult{Outcome::kFail, "data.limit: expected a positive integer"});
-    limit = std::min(job.data["limit"].get<int>(), 10'000);
+  // The shop enqueues {} (or {"limit": n}); anything else is not its job.
+  if (!job.data.is_object())
+    return done(JobResult{Outcome::kFail, "data: expected an object ({} or {\"limit\": n})"});
+  for (const auto& [key, value] : job.data.items()) {
+    if (key != "limit")
+      return done(JobResult{Outcome::kFail,
+                            "data." + key + ": unknown field; email.batch takes only limit"});
+  }
+  if (job.data.contains("limit")) {
+    const auto& v = job.data["limit"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 10'000)
+      return done(JobResult{Outcome::kFail, "data.limit: expected an integer from 1 to 10000"});
+    limit = static_cast<int>(v.get<int64_t>());
   }
   if (!s.mailer) return done(JobResult{Outcome::kFail, "email.batch: no mail transport configured"});
   s.pool->transaction([&s, limit, done = std::move(done)](db::TransactionPtr tx,

@@ -15,6 +15,11 @@
 namespace clusterd::jobs {
 namespace {
 
+// Bounds on what one job may ask for: far above any real restock, and
+// low enough that no sum of them overflows the stock column.
+constexpr size_t kMaxAdjustments = 10'000;
+constexpr int64_t kMaxUnits = 1'000'000'000;
+
 struct Adjustment {
   std::string sku;
   bool absolute = false;  // "set" rather than "delta"
@@ -27,19 +32,29 @@ Result<std::vector<Adjustment>> parse(const nlohmann::json& d) {
     return Error{"data.adjustments: expected a non-empty array of {sku, delta|set}"};
   std::vector<Adjustment> out;
   const auto& arr = d["adjustments"];
+  if (arr.size() > kMaxAdjustments)
+    return Error{fmt::format("data.adjustments: at most {} per job", kMaxAdjustments)};
   for (size_t i = 0; i < arr.size(); ++i) {
     const auto& a = arr[i];
     std::string where = fmt::format("data.adjustments[{}]", i);
-    if (!a.is_object() || !a.contains("sku") || !a["sku"].is_string())
-      return Error{where + ".sku: expected a string"};
+    if (!a.is_object() || !a.contains("sku") || !a["sku"].is_string() ||
+        a["sku"].get_ref<const std::string&>().empty() ||
+        a["sku"].get_ref<const std::string&>().size() > 64)
+      return Error{where + ".sku: expected a SKU of 1 to 64 characters"};
     Adjustment adj{a["sku"].get<std::string>()};
     bool has_delta = a.contains("delta"), has_set = a.contains("set");
     if (has_delta == has_set) return Error{where + ": give exactly one of delta or set"};
     const auto& v = has_set ? a["set"] : a["delta"];
     if (!v.is_number_integer()) return Error{where + (has_set ? ".set" : ".delta") + ": expected an integer"};
     adj.absolute = has_set;
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(kMaxUnits))
+      return Error{where + (has_set ? ".set" : ".delta") +
+                   fmt::format(": at most {} units", kMaxUnits)};
     adj.value = v.get<int64_t>();
     if (adj.absolute && adj.value < 0) return Error{where + ".set: stock cannot be negative"};
+    if (adj.value > kMaxUnits || adj.value < -kMaxUnits)
+      return Error{where + (has_set ? ".set" : ".delta") +
+                   fmt::format(": at most {} units", kMaxUnits)};
     out.push_back(std::move(adj));
   }
   return out;

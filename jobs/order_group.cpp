@@ -59,7 +59,6 @@ bool OrderGroup::lostCarriedOrder(const std::map<int64_t, GroupSnapshot::Order>&
 std::vector<db::Statement> OrderGroup::recoveryStatements() const {
   std::vector<int64_t> ids, created, line_orders, line_nos, qtys;
   std::vector<std::string> customers, keys, skus, owned_keys;
-  int64_t max_id = 0;
   std::vector<const OrderJob*> carried;
   for (const Entry& e : jobs_)
     if (e.job.order && e.job.created_us > 0) carried.push_back(&e.job);
@@ -72,7 +71,6 @@ std::vector<db::Statement> OrderGroup::recoveryStatements() const {
     customers.push_back(j->order->customer);
     keys.push_back(j->order->idempotency_key);  // '' = none
     if (!j->order->idempotency_key.empty()) owned_keys.push_back(j->order->idempotency_key);
-    max_id = std::max(max_id, j->order_id);
     for (size_t n = 0; n < j->order->lines.size(); ++n) {
       line_orders.push_back(j->order_id);
       line_nos.push_back(static_cast<int64_t>(n + 1));
@@ -81,31 +79,38 @@ std::vector<db::Statement> OrderGroup::recoveryStatements() const {
     }
   }
   std::vector<db::Statement> out;
-  out.push_back(db::stmt(
-      "WITH o AS ("
-      "  INSERT INTO orders (id, customer, idempotency_key, created_at)"
-      "  SELECT s.id, s.customer, NULLIF(s.idem, ''),"
-      "         timestamptz 'epoch' + s.us * interval '1 microsecond'"
-      "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
-      "       AS s(id, customer, idem, us)"
-      "  WHERE NOT EXISTS (SELECT 1 FROM orders x WHERE x.id = s.id)"
-      "  ORDER BY s.id"
-      "  ON CONFLICT DO NOTHING RETURNING id),"
-      " l AS ("
-      "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
-      "  SELECT l.order_id, l.line_no, l.sku, l.qty"
-      "  FROM unnest($5::bigint[], $6::int[], $7::text[], $8::int[])"
-      "       AS l(order_id, line_no, sku, qty)"
-      "  WHERE l.order_id IN (SELECT id FROM o))"
-      " SELECT id FROM o ORDER BY id",
-      db::int64Array(ids), db::textArray(customers), db::textArray(keys), db::int64Array(created),
-      db::int64Array(line_orders), db::int64Array(line_nos), db::textArray(skus),
-      db::int64Array(qtys)));
+  out.push_back(
+      db::stmt("WITH o AS ("
+               "  INSERT INTO orders (id, customer, idempotency_key, created_at)"
+               "  SELECT s.id, s.customer, NULLIF(s.idem, ''),"
+               "         timestamptz 'epoch' + s.us * interval '1 microsecond'"
+               "  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+               "       AS s(id, customer, idem, us)"
+               "  WHERE NOT EXISTS (SELECT 1 FROM orders x WHERE x.id = s.id)"
+               "    AND s.id <= (SELECT last_value FROM orders_id_seq) + $9"
+               "  ORDER BY s.id"
+               "  ON CONFLICT DO NOTHING RETURNING id),"
+               " l AS ("
+               "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
+               "  SELECT l.order_id, l.line_no, l.sku, l.qty"
+               "  FROM unnest($5::bigint[], $6::int[], $7::text[], $8::int[])"
+               "       AS l(order_id, line_no, sku, qty)"
+               "  WHERE l.order_id IN (SELECT id FROM o))"
+               " SELECT id FROM o ORDER BY id",
+               db::int64Array(ids), db::textArray(customers), db::textArray(keys),
+               db::int64Array(created), db::int64Array(line_orders), db::int64Array(line_nos),
+               db::textArray(skus), db::int64Array(qtys), kMaxLostOrdersAhead));
   // Read-only unless the sequence is behind an id the jobs name, which only
-  // a crash that lost the sequence's advance can cause.
-  out.push_back(db::stmt("SELECT setval('orders_id_seq', $1) FROM orders_id_seq"
-                         " WHERE last_value < $1 OR (last_value = $1 AND NOT is_called)",
-                         max_id));
+  // a crash that lost the sequence's advance can cause. Only ids within
+  // kMaxLostOrdersAhead of the sequence count: an id the shop could not have
+  // handed out (a forged job's, say 2^63 - 1) is left missing, its job fails,
+  // and the sequence stays where it is.
+  out.push_back(
+      db::stmt("SELECT setval('orders_id_seq', m.id) FROM orders_id_seq,"
+               "  (SELECT max(id) AS id FROM orders WHERE id = ANY($1::bigint[])) m"
+               " WHERE m.id IS NOT NULL AND m.id <= last_value + $2"
+               "   AND (last_value < m.id OR (last_value = m.id AND NOT is_called))",
+               db::int64Array(ids), kMaxLostOrdersAhead));
   out.push_back(db::stmt(
       "SELECT idempotency_key, id FROM orders WHERE idempotency_key = ANY($1::text[])",
       db::textArray(owned_keys)));

@@ -102,6 +102,11 @@ class OrderGroup {
   // hold the jobs' idempotency keys. Their replies fill `recreated` and
   // `key_owners` (readRecovery()).
   std::vector<db::Statement> recoveryStatements() const;
+  // How far past the order id sequence a lost order's id may be. A crash
+  // loses only the orders of the last few hundred milliseconds before it
+  // (the checkout's commit does not wait for a WAL flush), far fewer than
+  // this; a job naming an id beyond it fails as a missing order.
+  static constexpr int64_t kMaxLostOrdersAhead = 100'000;
   static constexpr size_t kRecoveryStatements = 3;
   static void readRecovery(const db::Rows& recreated, const db::Rows& key_owners,
                            GroupSnapshot& snap);

@@ -79,22 +79,29 @@ void insertOrder(db::Pool& pool, const OrderRequest& req,
   // LOCAL: it ends with the transaction, also inside a shared one, and
   // unlike SET LOCAL it does not warn in a pipeline's implicit transaction.
   db::Statement async_commit{"SELECT set_config('synchronous_commit', 'off', true)", {}};
-  // One statement: the order and its lines, or the order the key already names.
+  // One statement: the order and its lines, or the order the key already
+  // names with whether this request asks for the same order (customer and
+  // lines, in order): a key reused for a different order is refused.
   db::Statement s = db::stmt(
-      fmt::format(
-          "WITH ins AS ("
-          "  INSERT INTO orders (customer, idempotency_key) VALUES ($1, $2)"
-          "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, {0}),"
-          " lines AS ("
-          "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
-          "  SELECT ins.id, l.n, l.sku, l.qty"
-          "  FROM ins, unnest($3::text[], $4::int[]) WITH ORDINALITY AS l(sku, qty, n))"
-          " SELECT id, true, 'pending', created_us FROM ins"
-          " UNION ALL"
-          " SELECT id, false, status, {0} FROM orders"
-          "  WHERE $2::text IS NOT NULL AND idempotency_key = $2"
-          "  AND NOT EXISTS (SELECT 1 FROM ins)",
-          fmt::format("{} AS created_us", kCreatedUs)),
+      fmt::format("WITH ins AS ("
+                  "  INSERT INTO orders (customer, idempotency_key) VALUES ($1, $2)"
+                  "  ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, {0}),"
+                  " lines AS ("
+                  "  INSERT INTO order_lines (order_id, line_no, sku, qty)"
+                  "  SELECT ins.id, l.n, l.sku, l.qty"
+                  "  FROM ins, unnest($3::text[], $4::int[]) WITH ORDINALITY AS l(sku, qty, n))"
+                  " SELECT id, true, 'pending', created_us, true FROM ins"
+                  " UNION ALL"
+                  " SELECT id, false, status, {0},"
+                  "  customer = $1"
+                  "  AND ARRAY(SELECT sku FROM order_lines x WHERE x.order_id = orders.id"
+                  "            ORDER BY line_no) = $3::text[]"
+                  "  AND ARRAY(SELECT qty FROM order_lines x WHERE x.order_id = orders.id"
+                  "            ORDER BY line_no) = $4::int[]"
+                  " FROM orders"
+                  "  WHERE $2::text IS NOT NULL AND idempotency_key = $2"
+                  "  AND NOT EXISTS (SELECT 1 FROM ins)",
+                  fmt::format("{} AS created_us", kCreatedUs)),
       req.customer, key, db::textArray(skus), db::int64Array(qtys));
   auto attempt = std::make_shared<std::function<void(int)>>();
   *attempt = [&pool, async_commit, s, done = std::move(done), attempt](int tries) {
@@ -115,7 +122,8 @@ void insertOrder(db::Pool& pool, const OrderRequest& req,
       *attempt = nullptr;  // breaks the self-reference
       if (rows.size() == 0)
         return cb({}, db::DbError{db::ErrorKind::kTransient, "", "idempotency key race, retry"});
-      cb(PlacedOrder{rows.int64(0, 0), rows.boolean(0, 1), rows.str(0, 2), rows.int64(0, 3)},
+      cb(PlacedOrder{rows.int64(0, 0), rows.boolean(0, 1), rows.str(0, 2), rows.int64(0, 3),
+                     rows.boolean(0, 4)},
          std::nullopt);
     });
   };

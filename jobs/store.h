@@ -48,10 +48,12 @@ struct PlacedOrder {
   bool created = false;     // false: the idempotency key named an existing order
   std::string status;       // "pending" for a new order
   int64_t created_us = 0;   // created_at in microseconds since the epoch
+  bool same_request = true;  // a replay asked for this order (customer and lines), not another
 };
 
 // Records a pending order with its lines; with an idempotency key already
-// used, answers the existing order instead. The commit does not wait for a
+// used, answers the existing order instead (same_request false when the key
+// was used for a different customer or lines). The commit does not wait for a
 // WAL flush (see the Design note above).
 void insertOrder(db::Pool& pool, const OrderRequest& req,
                  std::function<void(PlacedOrder, std::optional<db::DbError>)> done);

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "common/nesting.h"
+
 namespace clusterd::queue {
 namespace {
 
@@ -73,14 +75,22 @@ nlohmann::json toJson(const msgpack::object& o) {
   return nullptr;
 }
 
-// Unpacks exactly one msgpack value; an error when the bytes are not that.
-Result<msgpack::object_handle> unpackOne(std::string_view bytes) {
+// Unpacks exactly one msgpack value nested at most `max_depth` levels; an
+// error when the bytes are not that. The bound keeps the recursive walks
+// that follow (toJson, re-packing a payload) off the end of the stack.
+Result<msgpack::object_handle> unpackOne(std::string_view bytes, size_t max_depth) {
   try {
     size_t off = 0;
-    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off);
+    msgpack::unpack_limit limit(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
+                                max_depth);
+    msgpack::object_handle oh =
+        msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
     if (off != bytes.size())
       return Error{fmt::format("not msgpack ({} bytes left over after the first value)", bytes.size() - off)};
     return oh;
+  } catch (const msgpack::depth_size_overflow&) {
+    return Error{
+        fmt::format("nested deeper than the limit of {} levels of arrays and maps", max_depth)};
   } catch (const std::exception& e) {
     return Error{fmt::format("not msgpack ({})", e.what())};
   }
@@ -116,7 +126,7 @@ std::string payloadFromJson(const nlohmann::json& value) {
 
 Result<nlohmann::json> payloadToJson(std::string_view bytes) {
   if (bytes.empty()) return nlohmann::json(nullptr);
-  auto oh = unpackOne(bytes);
+  auto oh = unpackOne(bytes, kMaxNestingDepth);
   if (!oh) return oh.error();
   return toJson(oh->get());
 }
@@ -152,8 +162,15 @@ std::string encodeRecord(const Job& job) {
 }
 
 Result<void> decodeRecord(std::string_view bytes, Job& job) {
-  auto oh = unpackOne(bytes);
-  if (!oh) return Error{"job record is " + oh.error().message};
+  // The record is a map around the payload: one level more than a payload
+  // may have.
+  auto oh = unpackOne(bytes, kMaxNestingDepth + 1);
+  if (!oh) {
+    if (oh.error().message.rfind("nested", 0) == 0)
+      return Error{fmt::format("job record's payload is nested deeper than the limit of {} levels",
+                               kMaxNestingDepth)};
+    return Error{"job record is " + oh.error().message};
+  }
   const msgpack::object& o = oh->get();
   if (o.type != msgpack::type::MAP) return Error{"job record is not a msgpack map"};
   bool has_name = false;
@@ -195,7 +212,7 @@ Result<void> decodeRecord(std::string_view bytes, Job& job) {
 
 Result<void> decodeMeta(std::string_view bytes, Job& job) {
   if (bytes.empty()) return success();
-  auto oh = unpackOne(bytes);
+  auto oh = unpackOne(bytes, kMaxNestingDepth);
   if (!oh) return Error{"job meta is " + oh.error().message};
   const msgpack::object& o = oh->get();
   if (o.type != msgpack::type::MAP) return Error{"job meta is not a msgpack map"};

@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "common/log.h"
+#include "common/nesting.h"
 #include "common/uv_handle.h"
 
 namespace clusterd::queue {
@@ -33,8 +34,9 @@ constexpr size_t kMaxStderr = 2048;
 // parses as JSON, else the text (without trailing newlines); none when empty.
 Outcome resultFromStdout(const std::string& text, size_t total) {
   if (total > kMaxResultBytes) return withResult(oversizedResult(total));
-  auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_discarded()) return withResult(parsed);
+  // Output nested deeper than the limit is kept as text: converting it to
+  // msgpack would recurse once per level.
+  if (auto parsed = parseJsonLimited(text)) return withResult(*parsed);
   std::string_view trimmed = text;
   while (!trimmed.empty() && (trimmed.back() == '\n' || trimmed.back() == '\r')) trimmed.remove_suffix(1);
   if (trimmed.empty()) return success();

@@ -8,6 +8,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "worker/forwarded.h"
 #include "worker/server.h"
 
 namespace clusterd::worker {
@@ -71,6 +72,7 @@ int HttpConnection::accept(uv_stream_t* listener, bool is_pipe) {
   } else {
     uv_tcp_nodelay(&h_.tcp, 1);
     client_ip_ = peerAddress(&h_.tcp);
+    peer_is_proxy_ = anyContains(server_->limits().trusted_proxies, client_ip_);
   }
   return 0;
 }
@@ -141,7 +143,9 @@ void HttpConnection::onRead(ssize_t nread, const char* data) {
     request_started_ms_ = 0;
     return;
   }
-  last_activity_ms_ = uv_now(server_->loop());
+  // A read alone is no progress: bytes between requests (a stream of
+  // "\r\n") start no request, so they must not keep an idle connection
+  // open. The idle time counts from the last request completed or answered.
   if (lingering_ || stop_parsing_) return;  // discarding
   in_read_ = true;
   parse(data, static_cast<size_t>(nread));
@@ -171,9 +175,6 @@ void HttpConnection::parse(const char* data, size_t len) {
       failRequest(400, http_errno_description(err));
     }
     return;
-  }
-  if (parser_.upgrade && !stop_parsing_) {
-    failRequest(501, "protocol upgrades are not supported");
   }
 }
 
@@ -250,7 +251,9 @@ int HttpConnection::onHeadersComplete(http_parser* p) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(kContinue), sizeof kContinue - 1);
     uv_try_write(self->stream(), &b, 1);
   }
-  r.client_ip = self->client_ip_;
+  r.client_ip = self->peer_is_proxy_
+                    ? forwardedClient(r, self->client_ip_, self->server_->limits().trusted_proxies)
+                    : self->client_ip_;
   return 0;
 }
 
@@ -269,7 +272,10 @@ int HttpConnection::onMessageComplete(http_parser* p) {
   auto ex = std::make_shared<Exchange>();
   ex->req = std::move(self->cur_);
   ex->conn = self;
-  ex->keep_alive = http_should_keep_alive(p) != 0;
+  // Protocol upgrades are not served: the request is answered as a plain
+  // one and the connection closes after it, since the client may already
+  // be sending bytes of the protocol it asked for.
+  ex->keep_alive = http_should_keep_alive(p) != 0 && !p->upgrade;
   ex->http10 = p->http_major == 1 && p->http_minor == 0;
   ex->head = ex->req.method == Method::kHead;
   ex->queued_ms = uv_now(self->server_->loop());
@@ -278,6 +284,7 @@ int HttpConnection::onMessageComplete(http_parser* p) {
   self->cur_ = std::move(self->spare_);
   self->spare_ = Request{};
   self->request_started_ms_ = 0;
+  self->last_activity_ms_ = ex->queued_ms;
   ++self->requests_;
   self->pending_.push_back(ex);
   if (!ex->keep_alive) self->stop_parsing_ = true;  // nothing after a closing request counts
@@ -287,7 +294,8 @@ int HttpConnection::onMessageComplete(http_parser* p) {
     http_parser_pause(p, 1);
     return 0;
   }
-  if (self->pending_.size() >= self->server_->limits().max_pipeline) {
+  if (self->pending_.size() >= self->server_->limits().max_pipeline ||
+      self->unsentBytes() > self->server_->limits().max_unsent_bytes) {
     self->paused_ = true;
     http_parser_pause(p, 1);
   }
@@ -317,6 +325,9 @@ void HttpConnection::failRequest(int status, const char* message) {
 void HttpConnection::maybeResume() {
   if (!paused_ || closing_ || stop_parsing_) return;
   if (pending_.size() > server_->limits().max_pipeline / 2) return;
+  // A client that sends requests but does not read the answers stays
+  // paused: its responses wait in memory only up to max_unsent_bytes.
+  if (unsentBytes() > server_->limits().max_unsent_bytes / 2) return;
   paused_ = false;
   http_parser_pause(&parser_, 0);
   std::string data;
@@ -346,6 +357,7 @@ void HttpConnection::flushReady() {
                  (stop_parsing_ && pending_.empty());
     size_t before = out_.size();
     serializeResponse(*ex, close, server_->dateLine(), out_);
+    last_activity_ms_ = uv_now(server_->loop());
     ex->conn = nullptr;
     server_->observe(*ex, out_.size() - before);
     if (ex.use_count() == 1) spare_ = std::move(ex->req);  // no handler holds it any more
@@ -377,6 +389,7 @@ void HttpConnection::writeOut() {
       inflight_.assign(out_, done, std::string::npos);
       out_.clear();
       writing_ = true;
+      write_progress_ms_ = uv_now(server_->loop());
       wreq_.data = this;
       uv_buf_t wb = uv_buf_init(inflight_.data(), static_cast<unsigned>(inflight_.size()));
       int rc = uv_write(&wreq_, stream(), &wb, 1, [](uv_write_t* req, int status) {
@@ -388,6 +401,7 @@ void HttpConnection::writeOut() {
         close();
         return;
       }
+      write_queued_ = stream()->write_queue_size;
     }
   }
   finishIfDone();
@@ -440,6 +454,19 @@ void HttpConnection::sweep(uint64_t now_ms) {
   if (lingering_) {
     if (now_ms - linger_started_ms_ >= lim.linger_ms) close();
     return;
+  }
+  if (writing_) {
+    // The kernel took no byte of the queued output since the last sweep
+    // for request_timeout: the client stopped reading. Closing frees the
+    // output and lets a drain finish.
+    size_t queued = stream()->write_queue_size;
+    if (queued != write_queued_) {
+      write_queued_ = queued;
+      write_progress_ms_ = now_ms;
+    } else if (now_ms - write_progress_ms_ >= lim.request_timeout_ms) {
+      close();
+      return;
+    }
   }
   if (request_started_ms_ != 0 && now_ms - request_started_ms_ >= lim.request_timeout_ms) {
     failRequest(408, "request not received in time");

@@ -12,6 +12,14 @@
 // side first and then reads and discards for a moment ("lingering close"),
 // so the client reads the response instead of a reset. Timeouts are checked
 // by the server's periodic sweep from timestamps, not by a timer per request.
+//
+// Backpressure: reading pauses while max_pipeline requests wait for their
+// handlers or the unsent output is over max_unsent_bytes, and resumes when
+// both are down by half; a client that pipelines and never reads thus holds
+// a bounded amount of memory, and a write that makes no progress for
+// request_timeout closes the connection. The idle timeout counts from the
+// last request completed or response written, never from bytes that start
+// no request.
 #pragma once
 
 #include <http_parser.h>
@@ -81,6 +89,7 @@ class HttpConnection {
   void finishIfDone();
   void startLinger();
   void maybeResume();
+  size_t unsentBytes() const { return out_.size() + inflight_.size(); }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&h_); }
   uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&h_); }
 
@@ -91,6 +100,7 @@ class HttpConnection {
   } h_;
   http_parser parser_;
   std::string client_ip_;
+  bool peer_is_proxy_ = false;  // a trusted proxy: X-Forwarded-For names the client
 
   // The request being parsed, and a finished one whose buffers it reuses.
   Request cur_;
@@ -115,7 +125,9 @@ class HttpConnection {
   bool lingering_ = false;
   bool closing_ = false;
   bool draining_ = false;
-  uint64_t last_activity_ms_ = 0;
+  uint64_t last_activity_ms_ = 0;   // last request completed or response written
+  uint64_t write_progress_ms_ = 0;  // last time the kernel took output bytes
+  size_t write_queued_ = 0;         // libuv's write queue size at that time
   uint64_t linger_started_ms_ = 0;
   uint64_t requests_ = 0;
 };

@@ -1,6 +1,8 @@
 // worker::HealthCache (see health.h).
 #include "worker/health.h"
 
+#include "common/log.h"
+
 namespace clusterd::worker {
 
 HealthCache::HealthCache(uv_loop_t* loop, std::chrono::milliseconds timeout,
@@ -54,6 +56,7 @@ void HealthCache::runProbes() {
           d.answered = true;
           d.ok = false;
           d.state = "timeout after " + std::to_string(self->timeout_.count()) + " ms";
+          d.detail = d.state;
         }
         self->finishRound();
       },
@@ -67,7 +70,10 @@ void HealthCache::runProbes() {
       if (d.answered) return;
       d.answered = true;
       d.ok = error.empty();
-      d.state = d.ok ? "ok" : error;
+      // The body says only "unavailable": a driver's message may name
+      // hosts, users or a URL with its password. The cause goes to the log.
+      d.state = d.ok ? "ok" : "unavailable";
+      d.detail = std::move(error);
       for (const Dep& x : deps_) {
         if (!x.answered) return;
       }
@@ -85,7 +91,15 @@ void HealthCache::finishRound() {
   running_ = false;
   uv_timer_stop(timer_.get());
   snapshot_ = Snapshot{};
-  for (const Dep& d : deps_) {
+  for (Dep& d : deps_) {
+    if (d.ok) d.detail.clear();
+    if (d.detail != d.logged) {  // once per change, not once per check
+      if (!d.detail.empty())
+        log::warn("worker", "health: {} is down: {}", d.name, d.detail);
+      else
+        log::info("worker", "health: {} is up again", d.name);
+      d.logged = d.detail;
+    }
     snapshot_.entries.push_back({d.name, d.state, d.ok});
     snapshot_.ok = snapshot_.ok && d.ok;
   }

@@ -2,6 +2,8 @@
 // (Redis, Postgres) has a probe that answers within a short timeout; results
 // are cached for one second, and requests that arrive while a check runs
 // wait for that one check, so health checks never pile up on a dependency.
+// A failed dependency shows as "unavailable" (or a timeout); the probe's
+// message, which may name hosts and users, goes to the log when it changes.
 #pragma once
 
 #include <uv.h>
@@ -56,7 +58,9 @@ class HealthCache {
   struct Dep {
     std::string name;
     Probe probe;  // empty = disabled
-    std::string state = "unknown";
+    std::string state = "unknown";  // what /health shows: ok, disabled, unavailable, timeout
+    std::string detail;             // the probe's error, for the log only
+    std::string logged;             // the detail last logged
     bool ok = false;
     bool answered = false;
   };

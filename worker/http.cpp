@@ -61,6 +61,18 @@ std::string decodeComponent(std::string_view s, bool plus_is_space) {
 
 std::string percentDecode(std::string_view s) { return decodeComponent(s, false); }
 
+bool bearerMatches(const Request& req, std::string_view token) {
+  std::string_view auth = req.header("authorization");
+  constexpr std::string_view kScheme = "Bearer ";
+  if (token.empty() || auth.size() != kScheme.size() + token.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    diff |= static_cast<unsigned char>(auth[i] ^ kScheme[i]);
+  for (size_t i = 0; i < token.size(); ++i)
+    diff |= static_cast<unsigned char>(auth[kScheme.size() + i] ^ token[i]);
+  return diff == 0;
+}
+
 std::string_view Request::header(std::string_view name) const {
   for (const HeaderSpan& h : headers_) {
     std::string_view n(header_text_.data() + h.name_off, h.name_len);

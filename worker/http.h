@@ -67,6 +67,11 @@ class Request {
   std::vector<std::pair<std::string, std::string>> params_;
 };
 
+// True when the request's Authorization header is "Bearer <token>". The
+// comparison takes the same time wherever the first difference is, so the
+// answer's timing does not reveal how much of a guess was right.
+bool bearerMatches(const Request& req, std::string_view token);
+
 struct Exchange;  // internal: one request and its response on a connection
 
 class Responder {

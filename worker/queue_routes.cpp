@@ -6,6 +6,12 @@
 // 400 naming the field; Redis not reachable is a 503 with Retry-After, so a
 // client can tell "fix your request" from "try again".
 //
+// The routes exist only when the worker's settings open the job API
+// (`http.job_api`), and then only for the queues and job names listed there
+// (403 otherwise), behind its bearer token when one is set (401): a job runs
+// with the worker's rights, and an open enqueue lets anyone invent queues in
+// a Redis that never evicts.
+//
 // Design: enqueue requests that arrive in the same loop turn (one epoll
 // round over many connections) are validated one by one, then sent to Redis
 // together, one bulk enqueue per queue from an idle handle that runs before
@@ -20,6 +26,7 @@
 // watch list is in arrival order, so one periodic sweep looks only at its
 // front.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <deque>
@@ -29,6 +36,8 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
+#include "common/nesting.h"
 #include "common/uv_handle.h"
 #include "config/load.h"
 #include "queue/client.h"
@@ -110,7 +119,7 @@ std::optional<FieldError> parseJob(const json& j, const std::string& where, queu
 
 class QueueRoutes {
  public:
-  explicit QueueRoutes(Worker& w) : w_(w) {
+  explicit QueueRoutes(Worker& w) : w_(w), api_(w.options().spec.job_api) {
     uv_idle_init(w_.loop(), flush_idle_.get());
     flush_idle_->data = this;
     uv_timer_init(w_.loop(), watch_timer_.get());
@@ -129,36 +138,67 @@ class QueueRoutes {
       if (!front.res.sent()) {
         if (now < front.deadline_ms) break;
         front.res.header("Retry-After", "1")
-            .error(503, fmt::format("Redis ({}) did not answer within {} ms; retry shortly",
-                                    w_.options().redis_url, kRedisWaitMs));
+            .error(503, fmt::format("the queue did not answer within {} ms; retry shortly",
+                                    kRedisWaitMs));
       }
       watches_.pop_front();
     }
   }
 
-  // True (and answered 503) when Redis is not reachable now.
+  // True (and answered 503) when Redis is not reachable now. Answers name
+  // no address: the URL may carry a password, and clients need only know
+  // to retry.
   bool unavailable(Responder& res) {
     QueueLink* q = w_.queues();
     if (q && q->connected()) return false;
-    std::string where = w_.options().redis_url;
-    res.header("Retry-After", "1")
-        .error(503, fmt::format("Redis ({}) is not reachable; retry shortly", where));
+    res.header("Retry-After", "1").error(503, "the queue is not reachable; retry shortly");
     return true;
   }
 
   // A Redis error after the request was sent: 503 when the connection is
-  // gone, else 500 with the cause.
+  // gone, else 500 with a short reason; the cause goes to the log.
   void failed(Responder& res, const Error& e) {
     if (unavailable(res)) return;
-    res.error(500, e.message);
+    log::error("worker", "{} {}: {}", methodName(res.request().method), res.request().path,
+               e.message);
+    res.error(500, "the queue answered with an error; the worker's log has the detail");
+  }
+
+  // The bearer token and the queue's place in the list; false (answered)
+  // when the request may not go on.
+  bool admitted(const Request& req, Responder& res, const std::string& queue_name) {
+    const std::string& token = w_.options().job_api_token;
+    if (!token.empty() && !bearerMatches(req, token)) {
+      res.header("WWW-Authenticate", "Bearer").error(401, "missing or wrong bearer token");
+      return false;
+    }
+    if (!queue_name.empty() && !api_.queues.count(queue_name)) {
+      std::vector<std::string> open;
+      for (const auto& [name, names] : api_.queues) open.push_back(name);
+      res.error(403,
+                fmt::format("queue '{}' is not open to the job API; these are: {}", queue_name,
+                            fmt::join(open, ", ")),
+                "queue");
+      return false;
+    }
+    return true;
+  }
+
+  bool nameAllowed(const std::string& queue_name, const std::string& job_name) const {
+    const auto& names = api_.queues.at(queue_name);
+    for (const std::string& n : names)
+      if (n == "*" || n == job_name) return true;
+    return false;
   }
 
   void enqueue(const Request& req, Responder res) {
     std::string queue_name(req.param("queue"));
     if (!queue::validQueueName(queue_name))
       return res.error(400, fmt::format("invalid queue name '{}': use {}", queue_name, queue::kQueueNameRule), "queue");
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded()) return res.error(400, "the body is not valid JSON", "body");
+    if (!admitted(req, res, queue_name)) return;
+    auto parsed = parseJsonLimited(req.body);
+    if (!parsed) return res.error(400, "the body is " + parsed.error().message, "body");
+    json body = std::move(*parsed);
     std::vector<queue::NewJob> jobs;
     bool many = body.is_array();
     if (many) {
@@ -175,6 +215,15 @@ class QueueRoutes {
     } else {
       jobs.resize(1);
       if (auto err = parseJob(body, "", jobs[0])) return res.error(400, err->message, err->field);
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      if (!nameAllowed(queue_name, jobs[i].name))
+        return res.error(403,
+                         fmt::format("queue '{}' does not take '{}' jobs through the job API; "
+                                     "it takes: {}",
+                                     queue_name, jobs[i].name,
+                                     fmt::join(api_.queues.at(queue_name), ", ")),
+                         many ? fmt::format("[{}].name", i) : std::string("name"));
     }
     if (unavailable(res)) return;
     watch(res);
@@ -217,6 +266,7 @@ class QueueRoutes {
     std::string queue_name(req.param("queue")), id(req.param("id"));
     if (!queue::validQueueName(queue_name))
       return res.error(400, fmt::format("invalid queue name '{}': use {}", queue_name, queue::kQueueNameRule), "queue");
+    if (!admitted(req, res, queue_name)) return;
     if (unavailable(res)) return;
     watch(res);
     w_.queueClient()->job(queue_name, id, [this, res, queue_name, id](Result<std::optional<queue::Job>> r) mutable {
@@ -237,12 +287,15 @@ class QueueRoutes {
     });
   }
 
-  void list(const Request&, Responder res) {
+  void list(const Request& req, Responder res) {
+    if (!admitted(req, res, "")) return;
     if (unavailable(res)) return;
     watch(res);
     queue::Client* client = w_.queueClient();
     client->queues([this, res, client](Result<std::vector<std::string>> names) mutable {
       if (!names) return failed(res, names.error());
+      // Only the queues the job API is open to.
+      std::erase_if(*names, [this](const std::string& n) { return !api_.queues.count(n); });
       if (names->empty()) return res.json(200, json::array());
       struct State {
         std::vector<json> rows;
@@ -299,6 +352,7 @@ class QueueRoutes {
   };
 
   Worker& w_;
+  const config::JobApiSpec& api_;
   std::map<std::string, Batch> batches_;
   UvHandle<uv_idle_t> flush_idle_;
   std::deque<Watch> watches_;
@@ -308,7 +362,7 @@ class QueueRoutes {
 }  // namespace
 
 void installQueueRoutes(Worker& w) {
-  if (!w.queueClient()) return;
+  if (!w.queueClient() || !w.options().spec.job_api.enabled) return;
   auto routes = std::make_shared<QueueRoutes>(w);
   w.router().post("/v1/queues/{queue}/jobs", [routes](const Request& req, Responder res) {
     routes->enqueue(req, std::move(res));

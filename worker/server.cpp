@@ -102,6 +102,24 @@ Result<void> Server::listenTcp(const std::string& host, uint16_t port) {
   return success();
 }
 
+bool Server::loopbackOnly() const {
+  if (!listener_) return false;
+  if (is_pipe_) return true;
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(tcp_listener_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return false;
+  char buf[64] = {0};
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&ss), buf, sizeof buf);
+  } else {
+    uv_ip4_name(reinterpret_cast<sockaddr_in*>(&ss), buf, sizeof buf);
+  }
+  static const Cidr v4 = *parseCidr("127.0.0.0/8"), v6 = *parseCidr("::1");
+  auto ip = parseIp(buf);
+  return ip && (v4.contains(*ip) || v6.contains(*ip));
+}
+
 Result<void> Server::startAccepting() {
   if (accepting_ || draining_ || !listener_) return success();
   int rc = uv_listen(listener_, 1024, [](uv_stream_t* s, int status) {

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "common/cidr.h"
 #include "common/result.h"
 #include "common/uv_handle.h"
 #include "worker/exchange.h"
@@ -34,8 +35,11 @@ struct ServerLimits {
   uint64_t keepalive_timeout_ms = 5'000;
   int max_connections = 10'000;
   size_t max_pipeline = 64;        // requests queued per connection before reading pauses
+  size_t max_unsent_bytes = 1 << 20;  // responses not yet taken by the kernel before reading pauses
   uint64_t drain_idle_ms = 250;    // while draining, an idle connection closes after this
   uint64_t linger_ms = 1'000;      // read-and-discard time after a closing response
+  // Peers whose X-Forwarded-For names the client (Request::client_ip).
+  std::vector<Cidr> trusted_proxies;
 };
 
 struct ServerStats {
@@ -70,6 +74,9 @@ class Server {
   // The local port (TCP), for tests that bind port 0.
   int port() const;
   std::string address() const;
+  // True when only this machine can connect: a Unix socket, or TCP bound
+  // to 127.0.0.0/8 or ::1.
+  bool loopbackOnly() const;
 
   // Stops accepting (closes the listening handle), closes idle connections
   // after drain_idle_ms, answers in-flight requests with `Connection: close`,

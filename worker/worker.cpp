@@ -25,6 +25,11 @@ Worker::Worker(uv_loop_t* loop, WorkerOptions options)
   lim.request_timeout_ms = static_cast<uint64_t>(options_.spec.request_timeout.count());
   lim.keepalive_timeout_ms = static_cast<uint64_t>(options_.spec.keepalive_timeout.count());
   lim.max_connections = options_.spec.max_connections;
+  lim.max_unsent_bytes = options_.spec.max_unsent_bytes;
+  for (const std::string& p : options_.spec.trusted_proxies) {
+    // Validated when the settings were read (config/worker_fields.cpp, the CLI).
+    if (auto c = parseCidr(p)) lim.trusted_proxies.push_back(*c);
+  }
   server_ = std::make_unique<Server>(
       loop_, lim, [this](const std::shared_ptr<Exchange>& ex) { dispatch(ex); },
       [this](const Exchange& ex, size_t bytes) { observe(ex, bytes); });
@@ -61,6 +66,15 @@ Result<void> Worker::start() {
                        ? server_->listenFd(options_.listen_fd)
                        : server_->listenTcp(options_.listen_host, options_.listen_port);
   if (!r) return r;
+  const config::JobApiSpec& api = options_.spec.job_api;
+  if (api.enabled && options_.job_api_token.empty() && options_.auth_token.empty() &&
+      !server_->loopbackOnly()) {
+    return Error{fmt::format(
+        "the job API (http.job_api) needs a bearer token on {}, which is not loopback only: set "
+        "job_api.token_env or job_api.token_file (--job-api-token-env, --job-api-token-file), or "
+        "listen on 127.0.0.1",
+        server_->address())};
+  }
   listening_ = true;
   metrics_.setRoutes([&] {
     std::vector<std::string> labels;
@@ -143,8 +157,9 @@ Result<void> Worker::start() {
       [](uv_timer_t* t) {
         auto* self = static_cast<Worker*>(t->data);
         if (!self->ready_sent_) {
+          const queue::RedisConnection* redis = self->queues_ ? self->queues_->redis() : nullptr;
           log::warn("worker", "Redis at {} not reachable yet; serving anyway",
-                    self->options_.redis_url);
+                    redis ? redis->address().text : std::string("(no valid URL)"));
           self->ready("; Redis not reachable yet");
         }
       },
@@ -199,18 +214,10 @@ void Worker::dispatch(const std::shared_ptr<Exchange>& ex) {
   if (!m.params.empty()) req.setParams(std::move(m.params));
   const Handler& handler = router_.routes()[static_cast<size_t>(m.route)].handler;
 
-  if (!options_.auth_token.empty() && req.path.rfind("/v1/", 0) == 0) {
-    std::string_view auth = req.header("authorization");
-    std::string expected = "Bearer " + options_.auth_token;
-    bool match = auth.size() == expected.size();
-    unsigned char diff = 0;  // compare in constant time
-    for (size_t i = 0; i < expected.size(); ++i) {
-      diff |= static_cast<unsigned char>((i < auth.size() ? auth[i] : 0) ^ expected[i]);
-    }
-    if (!match || diff != 0) {
-      res.header("WWW-Authenticate", "Bearer").error(401, "missing or wrong bearer token");
-      return;
-    }
+  if (!options_.auth_token.empty() && req.path.rfind("/v1/", 0) == 0 &&
+      !bearerMatches(req, options_.auth_token)) {
+    res.header("WWW-Authenticate", "Bearer").error(401, "missing or wrong bearer token");
+    return;
   }
 
   if (limiter_) {

@@ -65,6 +65,7 @@ struct WorkerOptions {
   config::MailSection mail;
   std::vector<config::HandlerSpec> handlers;
   std::string auth_token;       // bearer token for /v1/; empty = no auth
+  std::string job_api_token;    // bearer token for the job API (spec.job_api); empty = none
   std::chrono::milliseconds kill_timeout{1600};
   std::chrono::milliseconds health_timeout{500};
   std::chrono::milliseconds ready_wait{2000};  // longest wait for Redis before READY=1

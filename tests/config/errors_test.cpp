@@ -221,3 +221,30 @@ TEST_CASE(
   checkError(r, {"apps[2].listen", 4, 42, "already taken by app `a`"});
   checkError(r, {"apps[4].listen", 6, 42, "already taken by app `d`"});
 }
+
+TEST_CASE("the worker's job API and trusted proxies are checked: addresses, queues, and a token off loopback") {
+  auto r = loadText(
+      "apps:\n"
+      "  - name: api\n"
+      "    script: builtin:worker\n"
+      "    listen: 0.0.0.0:8080\n"
+      "    http:\n"
+      "      trusted_proxies: [10.0.0.0/33, proxy.local]\n"
+      "      job_api:\n"
+      "        queues:\n"
+      "          email: []\n"
+      "  - name: local\n"
+      "    script: builtin:worker\n"
+      "    listen: 127.0.0.1:8081\n"
+      "    http:\n"
+      "      job_api: {token_env: JOB_TOKEN}\n");
+  CHECK_THAT(errorFor(r, "apps[0].http.trusted_proxies[0]").message,
+             Catch::Contains("expected an IP address or a CIDR block"));
+  CHECK_THAT(errorFor(r, "apps[0].http.trusted_proxies[1]").message, Catch::Contains("`proxy.local`"));
+  CHECK_THAT(errorFor(r, "apps[0].http.job_api.queues.email").message,
+             Catch::Contains("list of the job names"));
+  CHECK_THAT(errorFor(r, "apps[0].http.job_api").message,
+             Catch::Contains("needs a bearer token when the worker listens on 0.0.0.0:8080"));
+  CHECK_THAT(errorFor(r, "apps[1].http.job_api.queues").message, Catch::Contains("missing"));
+  CHECK(r.diagnostics.size() == 5);
+}

@@ -89,6 +89,14 @@ TEST_CASE("the built-in worker's queues and http settings are read") {
   CHECK(w.worker.max_connections == 500);
   CHECK(w.worker.access_log);
   CHECK(w.worker.auth_token_env == "SHOP_TOKEN");
+  CHECK(w.worker.max_unsent_bytes == 256u << 10);
+  CHECK(w.worker.trusted_proxies == std::vector<std::string>{"10.0.0.0/8", "::1", "192.168.1.7"});
+  CHECK(w.worker.job_api.enabled);
+  CHECK(w.worker.job_api.queues ==
+        std::map<std::string, std::vector<std::string>>{{"email", {"welcome", "reset"}},
+                                                        {"reports", {"*"}}});
+  CHECK(w.worker.job_api.token_file == "/etc/clusterd/job-api.token");
+  CHECK(w.worker.job_api.token_env.empty());
   REQUIRE(w.worker.rate_limits.size() == 2);
   const RateLimitTier& t = w.worker.rate_limits[0];
   CHECK(t.name == "checkout");

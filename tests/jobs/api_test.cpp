@@ -85,6 +85,32 @@ TEST_CASE("POST /v1/orders validates fields, answers 202 and replays an idempote
   CHECK(json::parse(mine.body)["orders"].size() == 1);
 }
 
+TEST_CASE("an idempotency key replayed with a different order answers 422 and changes nothing",
+          "[jobs][api][postgres][redis]") {
+  ApiStack s;
+  std::string order =
+      R"({"customer":"a@example.com","lines":[{"sku":"SKU-000001","qty":2}],"idempotency_key":"k-9"})";
+  auto first = s.call("POST", "/v1/orders", order);
+  REQUIRE(first.status == 202);
+  for (
+      std::string other :
+      {R"({"customer":"a@example.com","lines":[{"sku":"SKU-000001","qty":3}],"idempotency_key":"k-9"})",
+       R"({"customer":"b@example.com","lines":[{"sku":"SKU-000001","qty":2}],"idempotency_key":"k-9"})",
+       R"({"customer":"a@example.com","lines":[{"sku":"SKU-000001","qty":2},{"sku":"SKU-000002","qty":1}],"idempotency_key":"k-9"})"}) {
+    INFO(other);
+    auto r = s.call("POST", "/v1/orders", other);
+    CHECK(r.status == 422);
+    CHECK(json::parse(r.body)["field"] == "idempotency_key");
+  }
+  // The same order again is still a replay.
+  auto again = s.call("POST", "/v1/orders", order);
+  CHECK(again.status == 202);
+  CHECK(json::parse(again.body)["replayed"] == true);
+  CHECK(s.pg.scalar("SELECT count(*) FROM orders") == "1");
+  CHECK(s.pg.scalar("SELECT string_agg(sku || 'x' || qty, ',') FROM order_lines") ==
+        "SKU-000001x2");
+}
+
 TEST_CASE("GET /v1/products pages the catalogue and serves repeats from the cache",
           "[jobs][api][postgres][redis]") {
   ApiStack s;

@@ -143,6 +143,24 @@ TEST_CASE("a lost order placed again under its idempotency key is processed once
   CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "1");
 }
 
+TEST_CASE(
+    "a job naming an order id the shop never handed out fails and leaves the id sequence alone",
+    "[jobs][order][postgres]") {
+  ShopFixture f;
+  int64_t real = f.placeOrder("real@example.com", {{"SKU-000001", 1}});
+  std::string seq = f.pg.scalar("SELECT last_value FROM orders_id_seq");
+  // A forged job: an id near 2^63, carrying an order as a real job would.
+  OrderRequest req{"forged@example.com", {{"SKU-000001", 1}}, "forged-1"};
+  PlacedOrder forged{INT64_MAX - 10, true, "pending", 1'700'000'000'000'000};
+  auto r = f.runJob(processOrder, "job-forged", kOrderProcess, orderJobPayload(req, forged));
+  CHECK(r.outcome == Outcome::kFail);
+  CHECK(r.message.find("does not exist") != std::string::npos);
+  CHECK(f.pg.scalar("SELECT last_value FROM orders_id_seq") == seq);
+  CHECK(f.pg.scalar("SELECT count(*) FROM orders") == "1");
+  // Checkouts go on with the next ids.
+  CHECK(f.placeOrder("next@example.com", {{"SKU-000001", 1}}) == real + 1);
+}
+
 TEST_CASE("order.process names the field of a carried order it cannot use",
           "[jobs][order][postgres]") {
   ShopFixture f(1, 1, 1);

@@ -23,7 +23,8 @@ using nlohmann::json;
 
 TEST_CASE("/v1/ needs the bearer token from the environment but /health and /metrics do not", "[worker][auth]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url(), "--auth-token-env", "API_TOKEN"}, {{"API_TOKEN", "s3cret-token"}});
+  WorkerProcess w({"--redis", redis.url(), "--auth-token-env", "API_TOKEN", "--job-api", "q=*"},
+                  {{"API_TOKEN", "s3cret-token"}});
   const std::string job = R"({"name":"x"})";
   auto none = httpPost(w.port(), "/v1/queues/q/jobs", job);
   REQUIRE(none);
@@ -55,8 +56,9 @@ TEST_CASE("an auth_token_env naming an empty variable is a usage error", "[worke
 
 TEST_CASE("rate limits are shared by two worker processes through Redis", "[worker][rate-limit]") {
   RedisServer redis;
-  std::vector<std::string> args = {"--redis", redis.url(), "--rate-limit", "/v1/=10/1m",
-                                   "--rate-limit", "POST /v1/queues/strict/jobs=2/5m"};
+  std::vector<std::string> args = {
+      "--redis",      redis.url(),  "--job-api",    "strict=*",
+      "--rate-limit", "/v1/=10/1m", "--rate-limit", "POST /v1/queues/strict/jobs=2/5m"};
   WorkerProcess a(args), b(args);
   int passed = 0, limited = 0;
   int64_t last_remaining = 11;
@@ -186,7 +188,8 @@ TEST_CASE("SIGTERM under load drains with no failed request and no lost job and 
   RedisServer redis;
   int port = 0;
   int fd = inheritableListener(port);
-  std::vector<std::string> args = {"--redis", redis.url(), "--queues", "drain:16", "--kill-timeout", "3s"};
+  std::vector<std::string> args = {"--redis",        redis.url(), "--queues",  "drain:16",
+                                   "--kill-timeout", "3s",        "--job-api", "drain=*"};
   auto a = std::make_unique<WorkerProcess>(fd, args);
   WorkerProcess b(fd, args);
   ::close(fd);
@@ -230,12 +233,19 @@ TEST_CASE("the master shows the built-in worker's READY and CLUSTERD_STATS in st
             "    script: builtin:worker\n"
             "    exec_mode: cluster\n"
             "    instances: 2\n"
-            "    listen: 127.0.0.1:" + std::to_string(port) + "\n"
-            "    wait_ready: true\n"
-            "    queues:\n"
-            "      stats: 4\n"
-            "queue:\n"
-            "  redis_url: " + redis.url() + "\n");
+            "    listen: 127.0.0.1:" +
+                std::to_string(port) +
+                "\n"
+                "    wait_ready: true\n"
+                "    queues:\n"
+                "      stats: 4\n"
+                "    http:\n"
+                "      job_api:\n"
+                "        queues:\n"
+                "          stats: ['*']\n"
+                "queue:\n"
+                "  redis_url: " +
+                redis.url() + "\n");
   RunOptions env{.env = {{"CLUSTERD_HOME", home.path()}}, .timeout = 30s};
   struct Stopper {
     RunOptions env;

@@ -32,11 +32,24 @@ json getJob(int port, const std::string& queue, const std::string& id) {
   return json::parse(r->body);
 }
 
+// `clusterd worker` flags: `redis`, the job API open to any job name of
+// `queues`, then `more`.
+std::vector<std::string> apiFlags(const RedisServer& redis, const std::vector<std::string>& queues,
+                                  const std::vector<std::string>& more = {}) {
+  std::vector<std::string> args = {"--redis", redis.url()};
+  for (const auto& q : queues) {
+    args.push_back("--job-api");
+    args.push_back(q + "=*");
+  }
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
 }  // namespace
 
 TEST_CASE("POST /v1/queues/{queue}/jobs enqueues one job and answers 202 with its id", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"mail"}));
   auto r = httpPost(w.port(), "/v1/queues/mail/jobs",
                     R"({"name":"welcome","data":{"to":"a@example.com","n":[1,2]},"priority":5,"attempts":7})");
   REQUIRE(r);
@@ -65,7 +78,7 @@ TEST_CASE("POST /v1/queues/{queue}/jobs enqueues one job and answers 202 with it
 
 TEST_CASE("an array body enqueues every job and answers their ids in order", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"bulk"}));
   json batch = json::array();
   for (int i = 0; i < 120; ++i) batch.push_back({{"name", "n"}, {"data", {{"i", i}}}});
   batch.push_back({{"name", "later"}, {"delay", "1h"}});
@@ -85,7 +98,7 @@ TEST_CASE("an array body enqueues every job and answers their ids in order", "[w
 
 TEST_CASE("bad bodies and fields answer 400 naming the field", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"q", "tenant:7." + std::string(119, 'q')}));
   struct Case {
     std::string path, body, field;
   };
@@ -132,7 +145,7 @@ TEST_CASE("bad bodies and fields answer 400 naming the field", "[worker][queue-a
 
 TEST_CASE("a unique key enqueues once and answers the first id again", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"q"}));
   json a = body(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x","unique":"order-7"})"));
   json b = body(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x","unique":"order-7"})"));
   CHECK(a["created"] == true);
@@ -142,7 +155,7 @@ TEST_CASE("a unique key enqueues once and answers the first id again", "[worker]
 
 TEST_CASE("GET a job that does not exist answers 404", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"q"}));
   auto r = httpGet(w.port(), "/v1/queues/q/jobs/12345");
   REQUIRE(r);
   CHECK(r->status == 404);
@@ -156,7 +169,7 @@ TEST_CASE("a worker accepts no request before its Redis link is up, then answers
   int port = reservedTcpPort();
   TempDir dir("clusterd-worker");
   Child worker({CLUSTERD_BIN, "worker", "--listen", "127.0.0.1:" + std::to_string(port), "--redis",
-                redis.url(), "--ready-wait", "60s"},
+                redis.url(), "--ready-wait", "60s", "--job-api", "q=*"},
                {}, dir.file("out.log"));
   // The socket listens (the kernel completes the handshake), but nobody
   // accepts yet: a worker that did would answer this enqueue with a 503.
@@ -176,7 +189,7 @@ TEST_CASE("a worker accepts no request before its Redis link is up, then answers
 
 TEST_CASE("GET /v1/queues answers the same JSON as clusterd queues --json", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"alpha", "beta"}));
   for (const char* q : {"alpha", "beta", "beta"})
     REQUIRE(httpPost(w.port(), std::string("/v1/queues/") + q + "/jobs", R"({"name":"x"})")->status == 202);
   REQUIRE(runClusterd({"--redis", redis.url(), "queue", "alpha", "pause"}).exit_code == 0);
@@ -191,7 +204,7 @@ TEST_CASE("GET /v1/queues answers the same JSON as clusterd queues --json", "[wo
 
 TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts them in /metrics", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url(), "--queues", "fast:4,slow:2"});
+  WorkerProcess w(apiFlags(redis, {"fast", "slow", "other"}, {"--queues", "fast:4,slow:2"}));
   std::vector<std::string> ids;
   json batch = json::array();
   for (int i = 0; i < 30; ++i) batch.push_back({{"name", "noop"}});
@@ -234,15 +247,23 @@ TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the resu
             "    script: builtin:worker\n"
             "    queues:\n"
             "      work: 2\n"
+            "    http:\n"
+            "      job_api:\n"
+            "        queues:\n"
+            "          work: [copy, broken, count]\n"
             "queue:\n"
-            "  redis_url: " + redis.url() + "\n"
-            "  queues:\n"
-            "    work:\n"
-            "      attempts: 1\n"
-            "handlers:\n"
-            "  copy: [sh, -c, 'cat > " + dir.file("copied.json") + "']\n"
-            "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n"
-            "  count: [sh, -c, 'echo \"{\\\"rows\\\": 3}\"; echo counted three rows >&2']\n");
+            "  redis_url: " +
+                redis.url() +
+                "\n"
+                "  queues:\n"
+                "    work:\n"
+                "      attempts: 1\n"
+                "handlers:\n"
+                "  copy: [sh, -c, 'cat > " +
+                dir.file("copied.json") +
+                "']\n"
+                "  broken: [sh, -c, 'echo disk on fire >&2; exit 3']\n"
+                "  count: [sh, -c, 'echo \"{\\\"rows\\\": 3}\"; echo counted three rows >&2']\n");
   WorkerProcess w({"--ecosystem", dir.file("eco.yaml"), "--app", "api"});
   json ok = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"copy","data":{"k":"v"}})"));
   json bad = body(httpPost(w.port(), "/v1/queues/work/jobs", R"({"name":"broken"})"));
@@ -267,7 +288,7 @@ TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the resu
 
 TEST_CASE("job routes answer 503 while Redis is down and /health turns 503 and back to 200", "[worker][queue-api][health]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"q"}));
   auto h = httpGet(w.port(), "/health");
   REQUIRE(h);
   CHECK(h->status == 200);
@@ -321,7 +342,7 @@ TEST_CASE("a strict queue on a Redis that may lose jobs stops the worker with ex
 
 TEST_CASE("pipelined enqueues sent to Redis together each get their own ids", "[worker][queue-api]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"pipe"}));
   HttpConn c(w.port());
   std::string batch;
   int next = 0;
@@ -369,7 +390,7 @@ TEST_CASE("pipelined enqueues sent to Redis together each get their own ids", "[
 
 TEST_CASE("a Redis that stops answering gets job API requests a 503 within seconds", "[worker][queue-api][health]") {
   RedisServer redis;
-  WorkerProcess w({"--redis", redis.url()});
+  WorkerProcess w(apiFlags(redis, {"q"}));
   REQUIRE(httpPost(w.port(), "/v1/queues/q/jobs", R"({"name":"x"})")->status == 202);
   ::kill(redis.pid(), SIGSTOP);
   struct Resume {
