@@ -81,8 +81,12 @@ nlohmann::json toJson(const msgpack::object& o) {
 Result<msgpack::object_handle> unpackOne(std::string_view bytes, size_t max_depth) {
   try {
     size_t off = 0;
-    msgpack::unpack_limit limit(0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff,
-                                max_depth);
+    // No array, map, string or binary can hold more elements or bytes than
+    // the input has bytes. msgpack-c allocates a container's elements before
+    // reading them, so without this bound a 5-byte header claiming 2^32
+    // elements asks for 64 GiB.
+    const size_t most = bytes.size();
+    msgpack::unpack_limit limit(most, most, most, most, most, max_depth);
     msgpack::object_handle oh =
         msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
     if (off != bytes.size())
@@ -104,8 +108,13 @@ std::string_view keyOf(const msgpack::object_kv& kv) {
 bool asInt(const msgpack::object& o, int64_t& out) {
   if (o.type == msgpack::type::POSITIVE_INTEGER) return out = static_cast<int64_t>(o.via.u64), true;
   if (o.type == msgpack::type::NEGATIVE_INTEGER) return out = o.via.i64, true;
-  if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32)
-    return out = static_cast<int64_t>(o.via.f64), true;
+  if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32) {
+    // Only a float within int64's range converts (the cast of any other,
+    // NaN included, is undefined); past it the field is not a number here.
+    double f = o.via.f64;
+    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) return false;
+    return out = static_cast<int64_t>(f), true;
+  }
   return false;
 }
 
