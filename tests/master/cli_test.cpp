@@ -101,7 +101,11 @@ TEST_CASE("start exits non-zero naming the app when its workers crash at once") 
                                   "  - name: crashy\n"
                                   "    script: " MASTER_TESTAPP "\n"
                                   "    args: [--crash-after, '0']\n"
+                                  "    wait_ready: true\n"
                                   "    max_restarts: 2\n");
+  // wait_ready: a worker that never says READY=1 is never online, however
+  // slowly it crashes; without it, a loaded machine could pass the 100 ms
+  // online grace before the crash and `start` would rightly report online.
   auto r = d.cli({"start", dir.file("eco.yaml")});
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("crashy") != std::string::npos);

@@ -165,7 +165,12 @@ TEST_CASE("each worker leads its own process group in the master's session") {
   // The master's session: the scheduler groups the master and its workers
   // as one (autogroups), as with nginx and PM2.
   DaemonUnderTest d;
-  REQUIRE(d.start(testApp("web", 2, reservedTcpPort(), {"--ready"}))["ok"] == true);
+  // Online on READY=1, so the program runs: past the trampoline's setpgid.
+  // (Without wait_ready, online is a 100 ms grace, which a loaded machine can
+  // reach before the trampoline has run.)
+  auto app = testApp("web", 2, reservedTcpPort(), {"--ready"});
+  app.spec.wait_ready = true;
+  REQUIRE(d.start(app)["ok"] == true);
   REQUIRE(d.waitOnline("web", 2));
   for (pid_t p : d.pids("web")) {
     CHECK(getpgid(p) == p);
