@@ -36,11 +36,17 @@ struct Job {
   std::string name;  // "order.process", ...
   nlohmann::json data;
   std::string queue = {};  // the queue it came from; empty when a handler is called directly
+  std::string uid = {};    // the record's random uid (queue::Job::uid); empty in older records
 };
 
-// The job's key in the exactly-once ledger: "<queue>:<id>", since job ids
-// are only unique within a queue (job 1 of `orders` is not job 1 of
-// `inventory`); the bare id for a job with no queue.
+// The job's key in the exactly-once ledger: "<queue>:<id>:<uid>". The queue,
+// since job ids are only unique within a queue (job 1 of `orders` is not job
+// 1 of `inventory`); the uid, since Redis can hand an id out again after it
+// lost its counter (a crash between fsyncs, a failover to a lagging replica,
+// a restore), and a new job taken for the old one's redelivery would do
+// nothing. A record without a uid (written before uids, or by a client that
+// writes none) keeps "<queue>:<id>", so its redeliveries still find the row
+// its first run wrote. The bare id for a job with no queue.
 std::string ledgerKey(const Job& job);
 
 enum class Outcome { kDone, kRetry, kFail };

@@ -280,7 +280,9 @@ Result<std::chrono::milliseconds> orderGroupWaitFromEnv() {
 }
 
 std::string ledgerKey(const Job& job) {
-  return job.queue.empty() ? job.id : job.queue + ":" + job.id;
+  if (job.queue.empty()) return job.id;
+  if (job.uid.empty()) return job.queue + ":" + job.id;
+  return job.queue + ":" + job.id + ":" + job.uid;
 }
 
 JobResult fromDbError(const std::string& what, const db::DbError& e) {

@@ -93,7 +93,7 @@ void Shop::run(void (*handler)(Services&, const Job&, JobDone), const std::strin
     return done(queue::permanentFailure(name + ": payload is not msgpack: " + data.error().message));
   }
   std::weak_ptr<Shop> weak = weak_from_this();
-  handler(services_, Job{job.id, name, std::move(*data), job.queue},
+  handler(services_, Job{job.id, name, std::move(*data), job.queue, job.uid},
           [weak, done = std::move(done)](JobResult r) {
     auto self = weak.lock();
     if (self) {

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <chrono>
+#include <random>
 
 #include "common/log.h"
 #include "queue/codec.h"
@@ -20,6 +21,15 @@ int64_t nowMs() {
 }
 
 namespace {
+
+// 64 random bits in hex for a record's `uid`. The generator is seeded from
+// the kernel once per thread; uids need to be unpredictable enough never to
+// repeat, not secret.
+std::string newUid() {
+  thread_local std::mt19937_64 rng{(static_cast<uint64_t>(std::random_device{}()) << 32) ^
+                                   std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
 
 Error redisError(const Reply& r, const std::string& what) {
   return Error{fmt::format("{}: {}", what, r.error())};
@@ -98,6 +108,7 @@ Result<std::vector<std::string>> Client::buildArgs(const std::string& queue, con
     j.priority = o.priority;
     j.created_ms = now;
     j.unique_key = o.unique_key;
+    j.uid = newUid();
     int64_t run_at = o.run_at_ms > 0 ? o.run_at_ms : (o.delay.count() > 0 ? now + o.delay.count() : 0);
     args.push_back(encodeRecord(j));
     args.push_back(std::to_string(run_at));
@@ -217,7 +228,57 @@ void Client::job(const std::string& queue, const std::string& id, Callback<std::
   });
 }
 
+namespace {
+// What one `drain` or `clean` script call removes at most (BATCH_MAX in
+// queue/lua/lib.lua).
+constexpr int64_t kAdminBatch = 1000;
+}  // namespace
+
+// drain and clean in script calls of kAdminBatch jobs each, so that Redis
+// serves other clients between them, until a call comes back short or as many
+// jobs as the queue held at the start are gone (jobs enqueued or finishing
+// meanwhile may keep a batch full; they are not chased forever).
+void Client::adminBatches(const std::string& queue, AdminOp op, const std::string& arg,
+                          Callback<int64_t> cb) {
+  const char* name = op == AdminOp::kDrain ? "drain" : "clean";
+  counts(queue, [this, queue, op, arg, name, cb = std::move(cb)](Result<QueueCounts> c) mutable {
+    if (!c) return cb(c.error());
+    struct State {
+      int64_t bound = 0, total = 0;
+      std::vector<std::string> keys, args;
+      Callback<int64_t> cb;
+      std::function<void()> next;
+    };
+    auto st = std::make_shared<State>();
+    st->bound = op == AdminOp::kDrain ? c->waiting + c->delayed : c->completed + c->dead;
+    st->keys = queueKeys(queue);
+    st->args = {std::to_string(nowMs()), name, arg};
+    st->cb = std::move(cb);
+    std::weak_ptr<bool> alive = alive_;
+    st->next = [this, st, alive, queue, name] {
+      scripts_->run(
+          ScriptId::kAdmin, st->keys, st->args, [this, st, alive, queue, name](const Reply& r) {
+            auto done = [st](Result<int64_t> v) {
+              auto cb = std::move(st->cb);
+              st->next = nullptr;  // breaks the self-reference
+              cb(std::move(v));
+            };
+            if (r.isError())
+              return done(redisError(r, fmt::format("{} on queue '{}' failed", name, queue)));
+            st->total += r.integer();
+            auto live = alive.lock();
+            if (r.integer() < kAdminBatch || st->total >= st->bound || !live || !*live)
+              return done(st->total);
+            st->next();
+          });
+    };
+    st->next();
+  });
+}
+
 void Client::admin(const std::string& queue, AdminOp op, const std::string& arg, Callback<int64_t> cb) {
+  if (op == AdminOp::kDrain || op == AdminOp::kClean)
+    return adminBatches(queue, op, arg, std::move(cb));
   const char* name = "";
   switch (op) {
     case AdminOp::kPause: name = "pause"; break;
@@ -244,6 +305,8 @@ void Client::configure(const std::string& queue, const config::QueueDefaults& d,
       {"rate_limit", d.rate_limit ? std::to_string(d.rate_limit) : ""},
       {"rate_window", d.rate_limit ? std::to_string(d.rate_window.count()) : ""},
       {"max_stalls", std::to_string(max_stalls)},
+      // For the fail script's attempt budget of records without `attempts`.
+      {"attempts", std::to_string(d.attempts)},
   };
   registerQueue(queue);
   auto pending = std::make_shared<size_t>(fields.size());

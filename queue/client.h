@@ -78,7 +78,8 @@ class Client {
   void job(const std::string& queue, const std::string& id, Callback<std::optional<Job>> cb);
 
   // kClean: arg = age in ms (0 = all finished jobs); kRetry/kDelete: arg = id.
-  // The value is the number of jobs affected.
+  // The value is the number of jobs affected. kDrain and kClean run as many
+  // script calls of at most 1,000 jobs as the queue needs.
   void admin(const std::string& queue, AdminOp op, const std::string& arg, Callback<int64_t> cb);
   // Writes the queue's shared settings (retention, stall cap, rate limit) to
   // Redis, where every consumer reads them.
@@ -96,6 +97,8 @@ class Client {
   Result<std::vector<std::string>> buildArgs(const std::string& queue, const std::vector<NewJob>& jobs,
                                              size_t from, size_t to, int64_t now) const;
   void registerQueue(const std::string& queue);
+  void adminBatches(const std::string& queue, AdminOp op, const std::string& arg,
+                    Callback<int64_t> cb);
 
   uv_loop_t* loop_;
   ClientOptions options_;
@@ -105,8 +108,10 @@ class Client {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-// Milliseconds since the Unix epoch (the queue's clock, shared via Redis
-// scores, so hosts need roughly synchronised clocks).
+// Milliseconds since the Unix epoch on this host: the `now` a client sends
+// with each script call. The scripts keep every stored time on the Redis
+// server's clock and move this host's times (run_at, next_due) by the
+// difference, so hosts' clocks need not agree.
 int64_t nowMs();
 
 }  // namespace clusterd::queue

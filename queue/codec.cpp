@@ -4,6 +4,9 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
+#include <cstdint>
+
 #include <fmt/format.h>
 
 #include "common/nesting.h"
@@ -105,23 +108,55 @@ std::string_view keyOf(const msgpack::object_kv& kv) {
   return {kv.key.via.str.ptr, kv.key.via.str.size};
 }
 
-bool asInt(const msgpack::object& o, int64_t& out) {
-  if (o.type == msgpack::type::POSITIVE_INTEGER) return out = static_cast<int64_t>(o.via.u64), true;
-  if (o.type == msgpack::type::NEGATIVE_INTEGER) return out = o.via.i64, true;
-  if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32) {
-    // Only a float within int64's range converts (the cast of any other,
-    // NaN included, is undefined); past it the field is not a number here.
-    double f = o.via.f64;
-    if (!(f >= -9223372036854775808.0 && f < 9223372036854775808.0)) return false;
-    return out = static_cast<int64_t>(f), true;
-  }
-  return false;
-}
-
 std::string asString(const msgpack::object& o) {
   if (o.type == msgpack::type::STR) return {o.via.str.ptr, o.via.str.size};
   if (o.type == msgpack::type::BIN) return {o.via.bin.ptr, o.via.bin.size};
   return {};
+}
+
+// An integer, or a float holding one (some languages' msgpack writers send
+// every number as a float); false for anything else, including a number
+// int64 cannot hold (converting it would be undefined).
+bool asInt(const msgpack::object& o, int64_t& out) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<uint64_t>(INT64_MAX)) return false;
+    return out = static_cast<int64_t>(o.via.u64), true;
+  }
+  if (o.type == msgpack::type::NEGATIVE_INTEGER) return out = o.via.i64, true;
+  if (o.type == msgpack::type::FLOAT64 || o.type == msgpack::type::FLOAT32) {
+    double d = o.via.f64;
+    if (!(d >= -9.0e18 && d <= 9.0e18) || d != static_cast<double>(static_cast<int64_t>(d)))
+      return false;
+    return out = static_cast<int64_t>(d), true;
+  }
+  return false;
+}
+
+// Limits on a record's fields (docs/QUEUE.md, Records): a record is written
+// by any client, so each field is checked for its type and range before the
+// consumer sizes a timer or a backoff by it.
+constexpr int64_t kMaxAttempts = 1'000'000;
+constexpr int64_t kMaxRecordMs = int64_t{1} << 40;  // ~35 years; backoff·2^20 still fits int64
+constexpr size_t kMaxNameBytes = 1024;
+constexpr size_t kMaxUidBytes = 128;
+
+// Reads an integer field in [lo, hi] or says what is wrong with it.
+Result<int64_t> intField(const msgpack::object& v, std::string_view field, int64_t lo, int64_t hi) {
+  int64_t n = 0;
+  if (!asInt(v, n)) return Error{fmt::format("job record field '{}' is not an integer", field)};
+  if (n < lo || n > hi)
+    return Error{fmt::format("job record field '{}' is {}, outside {}..{}", field, n, lo, hi)};
+  return n;
+}
+
+Result<std::string> strField(const msgpack::object& v, std::string_view field, size_t max) {
+  if (v.type != msgpack::type::STR && v.type != msgpack::type::BIN)
+    return Error{fmt::format("job record field '{}' is not a string", field)};
+  std::string s = asString(v);
+  if (s.size() > max)
+    return Error{fmt::format("job record field '{}' is {} bytes, over the limit of {}", field,
+                             s.size(), max)};
+  return s;
 }
 
 }  // namespace
@@ -143,7 +178,7 @@ Result<nlohmann::json> payloadToJson(std::string_view bytes) {
 std::string encodeRecord(const Job& job) {
   msgpack::sbuffer sb;
   Packer pk(&sb);
-  pk.pack_map(job.unique_key.empty() ? 8 : 9);
+  pk.pack_map(8 + (job.unique_key.empty() ? 0 : 1) + (job.uid.empty() ? 0 : 1));
   pk.pack(std::string_view("name"));
   pk.pack(job.name);
   pk.pack(std::string_view("payload"));
@@ -167,6 +202,10 @@ std::string encodeRecord(const Job& job) {
     pk.pack(std::string_view("unique"));
     pk.pack(job.unique_key);
   }
+  if (!job.uid.empty()) {
+    pk.pack(std::string_view("uid"));
+    pk.pack(job.uid);
+  }
   return std::string(sb.data(), sb.size());
 }
 
@@ -186,33 +225,54 @@ Result<void> decodeRecord(std::string_view bytes, Job& job) {
   for (uint32_t i = 0; i < o.via.map.size; ++i) {
     const auto& kv = o.via.map.ptr[i];
     std::string_view k = keyOf(kv);
-    int64_t n = 0;
+    const msgpack::object& v = kv.val;
     if (k == "name") {
-      if (kv.val.type != msgpack::type::STR) return Error{"job record field 'name' is not a string"};
-      job.name = asString(kv.val);
+      if (v.type != msgpack::type::STR) return Error{"job record field 'name' is not a string"};
+      auto s = strField(v, k, kMaxNameBytes);
+      if (!s) return s.error();
+      job.name = std::move(*s);
       has_name = !job.name.empty();
     } else if (k == "payload") {
-      if (kv.val.type == msgpack::type::NIL) {
+      if (v.type == msgpack::type::NIL) {
         job.payload.clear();
       } else {
         msgpack::sbuffer sb;
-        msgpack::pack(sb, kv.val);
+        msgpack::pack(sb, v);
         job.payload.assign(sb.data(), sb.size());
       }
-    } else if (k == "attempts" && asInt(kv.val, n)) {
-      job.attempts = static_cast<int>(n);
-    } else if (k == "backoff" && asInt(kv.val, n)) {
-      job.backoff_ms = n;
+    } else if (k == "attempts") {
+      auto n = intField(v, k, 1, kMaxAttempts);
+      if (!n) return n.error();
+      job.attempts = static_cast<int>(*n);
+    } else if (k == "backoff") {
+      auto n = intField(v, k, 0, kMaxRecordMs);
+      if (!n) return n.error();
+      job.backoff_ms = *n;
     } else if (k == "backoff_type") {
-      job.backoff_type = asString(kv.val) == "fixed" ? BackoffType::kFixed : BackoffType::kExponential;
-    } else if (k == "timeout" && asInt(kv.val, n)) {
-      job.timeout_ms = n;
-    } else if (k == "priority" && asInt(kv.val, n)) {
-      job.priority = static_cast<int>(n);
-    } else if (k == "created" && asInt(kv.val, n)) {
-      job.created_ms = n;
+      std::string t = asString(v);
+      if (t != "fixed" && t != "exponential")
+        return Error{"job record field 'backoff_type' is not 'exponential' or 'fixed'"};
+      job.backoff_type = t == "fixed" ? BackoffType::kFixed : BackoffType::kExponential;
+    } else if (k == "timeout") {
+      auto n = intField(v, k, 0, kMaxRecordMs);
+      if (!n) return n.error();
+      job.timeout_ms = *n;
+    } else if (k == "priority") {
+      auto n = intField(v, k, -1000, 1000);
+      if (!n) return n.error();
+      job.priority = static_cast<int>(*n);
+    } else if (k == "created") {
+      auto n = intField(v, k, 0, INT64_MAX);
+      if (!n) return n.error();
+      job.created_ms = *n;
     } else if (k == "unique") {
-      job.unique_key = asString(kv.val);
+      auto s = strField(v, k, SIZE_MAX);
+      if (!s) return s.error();
+      job.unique_key = std::move(*s);
+    } else if (k == "uid") {
+      auto s = strField(v, k, kMaxUidBytes);
+      if (!s) return s.error();
+      job.uid = std::move(*s);
     }
   }
   if (!has_name) return Error{"job record has no 'name'"};
@@ -229,10 +289,11 @@ Result<void> decodeMeta(std::string_view bytes, Job& job) {
     const auto& kv = o.via.map.ptr[i];
     std::string_view k = keyOf(kv);
     int64_t n = 0;
+    // Clamped: the consumer adds one to them.
     if (k == "attempt" && asInt(kv.val, n)) {
-      job.attempt = static_cast<int>(n);
+      job.attempt = static_cast<int>(std::clamp<int64_t>(n, 0, kMaxAttempts));
     } else if (k == "stalls" && asInt(kv.val, n)) {
-      job.stalls = static_cast<int>(n);
+      job.stalls = static_cast<int>(std::clamp<int64_t>(n, 0, kMaxAttempts));
     } else if (k == "reason") {
       job.reason = asString(kv.val);
     } else if (k == "permanent") {

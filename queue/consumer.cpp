@@ -319,12 +319,12 @@ void Consumer::Impl::flushQueue(QueueState& q) {
 }
 
 void Consumer::Impl::extendLeases() {
-  int64_t now = nowMs();
   for (auto& qp : queues_) {
     QueueState& q = *qp;
     if (q.tokens.empty()) continue;
-    int64_t deadline = now + q.lease_ms;
-    std::vector<std::string> args{std::to_string(deadline)};
+    // The lease's length, not a deadline: Redis sets the deadline on its own
+    // clock, so this host's clock being off moves nothing.
+    std::vector<std::string> args{std::to_string(q.lease_ms)};
     std::vector<std::string> sent;
     for (auto& [t, n] : q.tokens) {
       args.push_back(t);

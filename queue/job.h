@@ -65,6 +65,11 @@ struct Job {
   int priority = 0;
   int64_t created_ms = 0;
   std::string unique_key;
+  // Random, made by the client at enqueue (the record's `uid`): with the id it
+  // names this job alone, even when Redis lost its id counter and handed the
+  // same id out again (a crash between fsyncs, a failover to a lagging
+  // replica, a restore). Empty in records of clients that do not write one.
+  std::string uid;
   // Mutable history (from the job's meta entry).
   int attempt = 0;  // failed attempts so far
   int stalls = 0;   // leases lost so far

@@ -1,16 +1,23 @@
 -- complete: acknowledges finished jobs, closes finished leases and may
 -- reserve the next batch in the same call.
--- ARGV: now_ms, n_jobs, n_done_tokens, fetch_n, lease_ms,
+-- ARGV: now_ms (the caller's clock), n_jobs, n_done_tokens, fetch_n, lease_ms,
 --       then n_jobs pairs (id, token), then n_done_tokens tokens,
 --       then any number of pairs (i, result): the result (msgpack) of the
 --       i-th job of this call (1-based); jobs without a result have no pair.
 -- Returns {{1|0 per job: acknowledged or refused (stale token)}, reserve
 -- result as in reserve.lua or {} when fetch_n is 0}.
-local now, n, ndone = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local fetch_n, lease_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local caller_now, n, ndone = argNumber(1, 'now_ms'), argNumber(2, 'n_jobs'), argNumber(3, 'n_done_tokens')
+local fetch_n, lease_ms = argNumber(4, 'fetch_n'), argNumber(5, 'lease_ms')
 local base = 6 + 2 * n
+if n < 0 or ndone < 0 or #ARGV < base + ndone - 1 then
+  return redis.error_reply('complete: ' .. #ARGV .. ' arguments are fewer than n_jobs and n_done_tokens say')
+end
+local now = serverMs()
 local results = {}
-for i = base + ndone, #ARGV - 1, 2 do results[tonumber(ARGV[i])] = ARGV[i + 1] end
+for i = base + ndone, #ARGV - 1, 2 do
+  local at = tonumber(ARGV[i])
+  if at then results[at] = ARGV[i + 1] end
+end
 if next(results) ~= nil and not K_RESULTS then
   return redis.error_reply('complete: results need the 20th key (results); see docs/QUEUE.md')
 end
@@ -50,5 +57,5 @@ for i = 0, ndone - 1 do
   redis.call('HDEL', K_LEASE_JOBS, token)
 end
 local reply = {}
-if fetch_n > 0 then reply = reserve(now, fetch_n, lease_ms) end
+if fetch_n > 0 then reply = reserve(now, fetch_n, lease_ms, caller_now) end
 return {flags, reply}

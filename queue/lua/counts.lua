@@ -1,8 +1,8 @@
 -- counts: one consistent snapshot of a queue's sizes and counters.
--- ARGV: now_ms
+-- ARGV: now_ms (unused: the throughput buckets are on the server's clock)
 -- Returns {waiting, active, delayed, completed, dead, paused (0/1), per_min,
 --          enqueued, completed_total, failed_total, dead_total, stalled_total}
-local now = tonumber(ARGV[1])
+local now = serverMs()
 local bucket = math.floor(now / TPUT_BUCKET)
 local per_min = 0
 local b = redis.call('HMGET', K_TPUT, bucket, bucket - 1, bucket - 2, bucket - 3, bucket - 4, bucket - 5)

@@ -1,8 +1,25 @@
 -- enqueue: adds one or more jobs.
--- ARGV: now_ms, count, then per job: record (msgpack), run_at_ms (0 = now),
---       priority, unique_key ('' = none), unique_ttl_ms.
+-- ARGV: now_ms (the caller's clock), count, then per job: record (msgpack),
+--       run_at_ms (caller's clock; 0 = now), priority, unique_key ('' = none),
+--       unique_ttl_ms.
 -- Returns {id, created (1) or existing (0), ...} in argument order.
-local now, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+-- Every argument is checked before anything is written, so a bad one fails
+-- the whole call instead of enqueuing some of its jobs without their ids.
+local caller_now, count = argNumber(1, 'now_ms'), argNumber(2, 'count')
+if count < 0 or count ~= math.floor(count) or #ARGV ~= 2 + count * 5 then
+  return redis.error_reply('enqueue: ' .. #ARGV .. ' arguments do not hold count (' .. ARGV[2] .. ') jobs of 5')
+end
+for j = 0, count - 1 do
+  local base = 3 + j * 5
+  argNumber(base + 1, 'run_at_ms')
+  argNumber(base + 4, 'unique_ttl_ms')
+  local prio = argNumber(base + 2, 'priority')
+  if prio ~= math.floor(prio) or prio < -1000 or prio > 1000 then
+    return redis.error_reply('enqueue: priority ' .. ARGV[base + 2] .. ' is not an integer in -1000..1000')
+  end
+  if ARGV[base] == '' then return redis.error_reply('enqueue: job ' .. (j + 1) .. ' has an empty record') end
+end
+local now = serverMs()
 local out = {}
 local woke = false
 local expired = redis.call('ZRANGEBYSCORE', K_UNIQUE_EXP, '-inf', now, 'LIMIT', 0, 20)
@@ -12,7 +29,8 @@ for _, key in ipairs(expired) do
 end
 for j = 0, count - 1 do
   local base = 3 + j * 5
-  local record, run_at, prio = ARGV[base], tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local record, prio = ARGV[base], tonumber(ARGV[base + 2])
+  local run_at = toServer(tonumber(ARGV[base + 1]), caller_now, now)
   local ukey, uttl = ARGV[base + 3], tonumber(ARGV[base + 4])
   local existing = nil
   if ukey ~= '' then

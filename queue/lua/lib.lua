@@ -11,6 +11,40 @@ local K_RESULTS = KEYS[20]
 
 local PRIO_SHIFT = 1099511627776 -- 2^40: priority above, enqueue order below
 local TPUT_BUCKET = 10000        -- throughput buckets of 10 s; six make a minute
+-- The most ids one call takes from a set (a reservation, a drain or clean
+-- batch, a retention trim), so no call blocks Redis for long or passes
+-- unpack() more values than Lua's stack holds (about 8,000).
+local BATCH_MAX = 1000
+local LEASE_MAX = 86400000       -- a lease (or an extension) is at most a day
+
+-- A numeric argument, or an error reply naming it, raised before the
+-- script writes anything: a half-run script is not rolled back.
+local function argNumber(i, what)
+  local v = tonumber(ARGV[i])
+  if not v or v ~= v then error({err = 'ARGV[' .. i .. '] (' .. what .. ') is not a number'}) end
+  return v
+end
+
+-- The scripts' one clock is the Redis server's (TIME), so a consumer whose
+-- own clock is ahead cannot expire another consumer's live lease, nor keep
+-- its own alive past its deadline. Times a caller sends (run_at) or gets back
+-- (next_due) are in the caller's clock, and are moved by the difference
+-- between the two clocks at the call: caller_now is the caller's now_ms
+-- argument (nil or 0: the caller's times are taken as they are).
+local function serverMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function toServer(t, caller_now, now)
+  if not caller_now or caller_now <= 0 or t <= 0 then return t end
+  return t - caller_now + now
+end
+
+local function toCaller(t, caller_now, now)
+  if not caller_now or caller_now <= 0 or t < 0 then return t end
+  return t - now + caller_now
+end
 
 local function cfgNumber(field, default)
   local v = redis.call('HGET', K_CONFIG, field)
@@ -38,25 +72,53 @@ local function recordPriority(id)
   local rec = redis.call('HGET', K_JOBS, id)
   if not rec then return 0 end
   local ok, t = pcall(cmsgpack.unpack, rec)
-  if ok and type(t) == 'table' and tonumber(t.priority) then return tonumber(t.priority) end
+  local prio = ok and type(t) == 'table' and tonumber(t.priority)
+  if prio and prio == math.floor(prio) and prio >= -1000 and prio <= 1000 then return prio end
   return 0
 end
 
+-- A job's meta with every field the scripts use of the type they use it as:
+-- meta written by another client may be anything, and an arithmetic error on
+-- it inside recoverExpired would fail every reservation of the queue.
 local function loadMeta(id)
   local m = redis.call('HGET', K_META, id)
   if m then
     local ok, t = pcall(cmsgpack.unpack, m)
     if ok and type(t) == 'table' then
-      t.errors = t.errors or {}
+      t.attempt = tonumber(t.attempt) or 0
+      t.stalls = tonumber(t.stalls) or 0
+      local errs = {}
+      if type(t.errors) == 'table' then
+        for _, e in ipairs(t.errors) do
+          if type(e) == 'table' then errs[#errs + 1] = e end
+        end
+      end
+      t.errors = errs
+      if t.reason ~= nil and type(t.reason) ~= 'string' then t.reason = nil end
       return t
     end
   end
   return {attempt = 0, stalls = 0, errors = {}}
 end
 
+-- How many runs the job may have: its record's `attempts`, else the queue's
+-- `attempts` setting, else 3 (as the consumer reads a record).
+local function recordAttempts(id)
+  local rec = redis.call('HGET', K_JOBS, id)
+  if rec then
+    local ok, t = pcall(cmsgpack.unpack, rec)
+    if ok and type(t) == 'table' and tonumber(t.attempts) and tonumber(t.attempts) >= 1 then
+      return math.floor(tonumber(t.attempts))
+    end
+  end
+  local d = cfgNumber('attempts', 3)
+  if d < 1 then d = 1 end
+  return d
+end
+
 local function addError(meta, now, text)
   local errs = meta.errors
-  errs[#errs + 1] = {at = now, attempt = (meta.attempt or 0), error = string.sub(text, 1, 2000)}
+  errs[#errs + 1] = {at = now, attempt = meta.attempt, error = string.sub(text, 1, 2000)}
   while #errs > 10 do table.remove(errs, 1) end
 end
 
@@ -75,14 +137,16 @@ local function releaseUnique(ids, now)
   if redis.call('HLEN', K_UNIQUE_OF) == 0 then return end
   local owned = redis.call('HMGET', K_UNIQUE_OF, unpack(ids))
   for i, v in ipairs(owned) do
-    if v then
-      local sep = string.find(v, ':', 1, true)
-      local ttl, key = tonumber(string.sub(v, 1, sep - 1)), string.sub(v, sep + 1)
+    local sep = v and string.find(v, ':', 1, true)
+    if sep then
+      local ttl, key = tonumber(string.sub(v, 1, sep - 1)) or 0, string.sub(v, sep + 1)
       if ttl > 0 then
         redis.call('ZADD', K_UNIQUE_EXP, now + ttl, key)
       elseif redis.call('HGET', K_UNIQUE, key) == ids[i] then
         redis.call('HDEL', K_UNIQUE, key)
       end
+      redis.call('HDEL', K_UNIQUE_OF, ids[i])
+    elseif v then
       redis.call('HDEL', K_UNIQUE_OF, ids[i])
     end
   end
@@ -104,11 +168,14 @@ local function retain(zkey, ids, now, keep, age)
   for i = 1, #args, 1000 do
     redis.call('ZADD', zkey, unpack(args, i, math.min(i + 999, #args)))
   end
+  -- At most BATCH_MAX per call: after `keep` was lowered a long way, the
+  -- excess goes over the next calls instead of in one long one.
   local n = redis.call('ZCARD', zkey)
   if n > keep then
-    local old = redis.call('ZRANGE', zkey, 0, n - keep - 1)
+    local over = math.min(n - keep, BATCH_MAX)
+    local old = redis.call('ZRANGE', zkey, 0, over - 1)
     deleteJobs(old)
-    redis.call('ZREMRANGEBYRANK', zkey, 0, n - keep - 1)
+    redis.call('ZREMRANGEBYRANK', zkey, 0, over - 1)
   end
   if age > 0 then
     local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - age, 'LIMIT', 0, 200)
@@ -127,12 +194,6 @@ local function toDead(id, meta, now, reason)
   retain(K_DEAD, {id}, now, cfgNumber('keep_dead', 10000), cfgNumber('keep_dead_age', 604800000))
 end
 
--- The Redis server's clock in ms (the rate limiter's one clock).
-local function serverMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 local function wake()
   redis.call('ZADD', K_WAKE, 0, '1')
 end
@@ -149,7 +210,7 @@ local function recoverExpired(now)
         if redis.call('HGET', K_ACTIVE, id) == token then
           redis.call('HDEL', K_ACTIVE, id)
           local meta = loadMeta(id)
-          meta.stalls = (meta.stalls or 0) + 1
+          meta.stalls = meta.stalls + 1
           addError(meta, now, 'lease expired: the consumer stopped or lost Redis while running the job')
           redis.call('HINCRBY', K_STATS, 'stalled', 1)
           local cap = cfgNumber('max_stalls', 3)
@@ -211,28 +272,30 @@ local function nextDue(extra)
   return due
 end
 
--- Reserves up to n jobs under one lease (one fencing token for the batch).
--- Returns {token, next_due, paused, {id, record, meta, ...}}.
-local function reserve(now, n, lease_ms)
+-- Reserves up to n jobs (at most BATCH_MAX) under one lease (one fencing
+-- token for the batch); now is the server's clock, caller_now the caller's.
+-- Returns {token, next_due (caller's clock), paused, {id, record, meta, ...}}.
+local function reserve(now, n, lease_ms, caller_now)
+  n = math.min(math.floor(n), BATCH_MAX)
+  lease_ms = math.min(math.max(math.floor(lease_ms), 1), LEASE_MAX)
   recoverExpired(now)
   promoteDelayed(now)
   if redis.call('HGET', K_CONFIG, 'paused') == '1' then
-    return {'', nextDue(), 1, {}}
+    return {'', toCaller(nextDue(), caller_now, now), 1, {}}
   end
   local rate_due = nil
   local limit = cfgNumber('rate_limit', 0)
-  local window, rnow = 0, 0
+  local window, rnow = 0, now
   if limit > 0 and n > 0 then
     -- Sliding window: K_RATE holds one entry per job reserved within the
     -- last `window` ms, scored by the Redis server's clock (one clock for
     -- every host), so no span of `window` ms ever holds more than `limit`.
     window = cfgNumber('rate_window', 1000)
-    rnow = serverMs()
     if redis.call('TYPE', K_RATE)['ok'] == 'string' then redis.call('DEL', K_RATE) end
     redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', rnow - window)
     local used = redis.call('ZCARD', K_RATE)
     if used >= limit then
-      -- Full until the oldest entry leaves the window (in the caller's clock).
+      -- Full until the oldest entry leaves the window.
       local oldest = redis.call('ZRANGE', K_RATE, 0, used - limit, 'WITHSCORES')
       n = 0
       rate_due = now + math.max(tonumber(oldest[#oldest]) + window - rnow, 1)
@@ -240,9 +303,9 @@ local function reserve(now, n, lease_ms)
       n = limit - used
     end
   end
-  if n <= 0 then return {'', nextDue(rate_due), 0, {}} end
+  if n <= 0 then return {'', toCaller(nextDue(rate_due), caller_now, now), 0, {}} end
   local ids = popReady(n)
-  if #ids == 0 then return {'', nextDue(), 0, {}} end
+  if #ids == 0 then return {'', toCaller(nextDue(), caller_now, now), 0, {}} end
   local token = tostring(redis.call('HINCRBY', K_SEQ, 'lease', 1))
   if limit > 0 then
     local entries = {}
@@ -280,5 +343,5 @@ local function reserve(now, n, lease_ms)
   end
   -- Work left: pass the wake-up on to another blocked consumer.
   if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 then wake() end
-  return {token, nextDue(), 0, out}
+  return {token, toCaller(nextDue(), caller_now, now), 0, out}
 end

@@ -1,7 +1,11 @@
 -- list: jobs in one state, newest finished first.
--- ARGV: state (waiting|active|delayed|completed|dead), offset, limit
+-- ARGV: state (waiting|active|delayed|completed|dead), offset, limit (at
+-- most 1000; more are cut to 1000)
 -- Returns {id, record, meta, ...} (record/meta '' when missing).
-local state, offset, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local state, offset, limit = ARGV[1], math.floor(argNumber(2, 'offset')), math.floor(argNumber(3, 'limit'))
+if offset < 0 then offset = 0 end
+limit = math.min(limit, BATCH_MAX)
+if limit <= 0 then return {} end
 local ids = {}
 if state == 'waiting' then
   local p = redis.call('ZRANGE', K_PRIO, offset, offset + limit - 1)

@@ -336,3 +336,41 @@ TEST_CASE("a real deadlock in order.process is transient: the job is retried and
   CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "1");
   q.stop(f);
 }
+
+TEST_CASE("an inventory.adjust given a used job id after Redis lost its id counter is applied",
+          "[jobs][queue][postgres][redis]") {
+  ShopFixture f(2, 10);
+  QueueShop q(f);
+  auto adjust = [&](int delta) {
+    std::optional<std::string> id;
+    q.client->enqueue(kInventoryQueue,
+                      {.name = kInventoryAdjust,
+                       .payload = queue::payloadFromJson(
+                           {{"adjustments", {{{"sku", "SKU-000001"}, {"delta", delta}}}}})},
+                      [&](Result<queue::Enqueued> r) {
+                        REQUIRE(r.ok());
+                        id = r->id;
+                      });
+    REQUIRE(f.loop.runUntil([&] { return id.has_value(); }));
+    return *id;
+  };
+  auto completedTotal = [&] {
+    std::optional<int64_t> n;
+    q.client->counts(kInventoryQueue,
+                     [&](Result<queue::QueueCounts> c) { n = c ? c->completed_total : -1; });
+    f.loop.runUntil([&] { return n.has_value(); });
+    return n.value_or(-1);
+  };
+  std::string first = adjust(5);
+  q.waitForJob(f, first, queue::JobState::kCompleted, kInventoryQueue);
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "15");
+  // The write that took the counter past `first` is lost, as a crash between
+  // AOF fsyncs or a failover to a lagging replica loses it.
+  q.redis.command({"HSET", "cq:{inventory}:seq", "job", std::to_string(std::stoll(first) - 1)});
+  std::string second = adjust(7);
+  REQUIRE(second == first);
+  REQUIRE(f.loop.runUntil([&] { return completedTotal() == 2; }, 20s));
+  CHECK(f.pg.scalar("SELECT stock FROM variants WHERE sku = 'SKU-000001'") == "22");
+  CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger WHERE job_name = 'inventory.adjust'") == "2");
+  q.stop(f);
+}

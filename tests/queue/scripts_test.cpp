@@ -1,0 +1,245 @@
+// The scripts' guarantees as any client gets them (docs/QUEUE.md documents
+// the protocol for clients in other languages): each test calls the scripts
+// directly with EVAL, as such a client would, with arguments a well-behaved
+// consumer never sends: a clock far ahead, retries past the attempt budget,
+// whole queues of tens of thousands of jobs.
+#include <catch2/catch.hpp>
+
+#include <sstream>
+
+#include "queue/redis.h"
+#include "queue/scripts.h"
+#include "tests/queue/queue_fixture.h"
+
+using namespace clusterd;
+using namespace clusterd::queue;
+using namespace std::chrono_literals;
+using clusterd::test::QueueFixture;
+
+namespace {
+
+constexpr int64_t kDay = 24 * 3600 * 1000;
+
+// Runs one script with the queue's 20 keys; the reply as RedisServer::command
+// gives it (nested arrays flattened, one element per line).
+std::string evalScript(test::RedisServer& redis, ScriptId id, const std::string& queue,
+                       const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"EVAL", std::string(scriptBody(id)), "20"};
+  auto keys = queueKeys(queue);
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return redis.command(argv);
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) out.push_back(l);
+  return out;
+}
+
+// Reserves up to n jobs with the caller's clock at `now`; the lease token
+// ('' when nothing was reserved).
+std::string reserveAt(test::RedisServer& redis, const std::string& queue, int64_t now, int n = 10,
+                      int64_t lease_ms = 10000) {
+  auto r = lines(evalScript(redis, ScriptId::kReserve, queue,
+                            {std::to_string(now), std::to_string(n), std::to_string(lease_ms)}));
+  REQUIRE(!r.empty());
+  return r[0];
+}
+
+// Builds queue `big` with one server-side script over its 20 keys, then
+// waits for the client, whose connection may have timed out while Redis ran it.
+void fill(QueueFixture& f, const std::string& lua) {
+  std::vector<std::string> argv{"EVAL", lua, "20"};
+  auto keys = queueKeys("big");
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  f.redis.command(argv);
+  REQUIRE(f.loop.runUntil([&] { return f.client->connection().ready(); }, 20s));
+}
+
+}  // namespace
+
+TEST_CASE("a reservation from a clock a day ahead does not take a live lease", "[queue][scripts]") {
+  QueueFixture f;
+  std::string first = f.enqueue("skew", test::newJob("a"));
+  std::string token = reserveAt(f.redis, "skew", nowMs());
+  REQUIRE(!token.empty());
+  std::string second = f.enqueue("skew", test::newJob("b"));
+
+  std::string other = reserveAt(f.redis, "skew", nowMs() + kDay);
+
+  CHECK(other != token);
+  CHECK(f.redis.command({"HGET", "cq:{skew}:active", first}) == token);
+  CHECK(f.redis.command({"HGET", "cq:{skew}:active", second}) == other);
+  CHECK(f.redis.command({"HGET", "cq:{skew}:stats", "stalled"}) == "(nil)");
+  auto job = f.show("skew", first);
+  REQUIRE(job);
+  CHECK(job->stalls == 0);
+}
+
+TEST_CASE("extend sets a lease's deadline from its length on Redis's clock", "[queue][scripts]") {
+  QueueFixture f;
+  f.enqueue("skew", test::newJob("a"));
+  std::string token = reserveAt(f.redis, "skew", nowMs());
+  REQUIRE(evalScript(f.redis, ScriptId::kExtend, "skew", {"10000", token}) == "1");
+  int64_t deadline = std::stoll(f.redis.command({"ZSCORE", "cq:{skew}:leases", token}));
+  CHECK(deadline <= nowMs() + 10000 + 1000);
+  CHECK(deadline >= nowMs() + 10000 - 1000);
+}
+
+TEST_CASE("a delay is measured on the enqueuing client's clock however far off it is",
+          "[queue][scripts]") {
+  QueueFixture f;
+  int64_t ahead = nowMs() + kDay;
+  std::string record(test::newJob("a").payload);  // any non-empty bytes do for the script
+  auto r = lines(evalScript(
+      f.redis, ScriptId::kEnqueue, "skew",
+      {std::to_string(ahead), "1", record, std::to_string(ahead + 60'000), "0", "", "0"}));
+  REQUIRE(r.size() == 2);
+  int64_t due = std::stoll(f.redis.command({"ZSCORE", "cq:{skew}:delayed", r[0]}));
+  CHECK(due >= nowMs() + 50'000);
+  CHECK(due <= nowMs() + 70'000);
+}
+
+TEST_CASE("fail ends a job after its attempts however often a client asks for a retry",
+          "[queue][scripts]") {
+  QueueFixture f;
+  JobOptions o;
+  o.attempts = 2;
+  std::string id = f.enqueue("budget", test::newJob("a", nullptr, o));
+  std::vector<std::string> replies;
+  for (int round = 0; round < 10; ++round) {
+    std::string token = reserveAt(f.redis, "budget", nowMs());
+    if (token.empty()) break;
+    replies.push_back(
+        evalScript(f.redis, ScriptId::kFail, "budget",
+                   {std::to_string(nowMs()), id, token, "retry", "boom", "0", "0", "1"}));
+  }
+  CHECK(replies == std::vector<std::string>{"1", "2"});
+  auto job = f.show("budget", id);
+  REQUIRE(job);
+  CHECK(job->state == JobState::kDead);
+  CHECK(job->attempt == 2);
+  CHECK(job->reason.find("no attempts left: 2 of 2 used") != std::string::npos);
+}
+
+TEST_CASE("fail takes the queue's attempts setting for a record without attempts",
+          "[queue][scripts]") {
+  QueueFixture f;
+  f.setConfig("budget", "attempts", "1");
+  std::string record = payloadFromJson({{"name", "a"}});
+  auto r = lines(evalScript(f.redis, ScriptId::kEnqueue, "budget",
+                            {std::to_string(nowMs()), "1", record, "0", "0", "", "0"}));
+  REQUIRE(r.size() == 2);
+  std::string token = reserveAt(f.redis, "budget", nowMs());
+  CHECK(evalScript(f.redis, ScriptId::kFail, "budget",
+                   {std::to_string(nowMs()), r[0], token, "retry", "boom", "0", "0", "1"}) == "2");
+  CHECK(f.redis.command({"ZSCORE", "cq:{budget}:dead", r[0]}) != "(nil)");
+}
+
+TEST_CASE("drain removes 50000 jobs in calls of at most 1000", "[queue][scripts]") {
+  QueueFixture f;
+  // Waiting, priority and delayed jobs as the scripts keep them, each
+  // holding a unique key, made in one server-side loop (enqueuing them
+  // through a client would only be slower).
+  fill(f,
+       "for i = 1, 50000 do "
+       "  redis.call('HSET', KEYS[4], i, 'x') "
+       "  redis.call('HSET', KEYS[17], 'k' .. i, i) redis.call('HSET', KEYS[18], i, '0:k' .. i) "
+       "  if i % 10 == 0 then redis.call('ZADD', KEYS[2], i, i) "
+       "  elseif i % 10 == 1 then redis.call('ZADD', KEYS[3], 4102444800000, i) "
+       "  else redis.call('RPUSH', KEYS[1], i) end "
+       "end");
+  CHECK(evalScript(f.redis, ScriptId::kAdmin, "big", {std::to_string(nowMs()), "drain", ""}) ==
+        "1000");
+  CHECK(f.admin("big", AdminOp::kDrain) == 49'000);
+  auto c = f.counts("big");
+  CHECK(c.waiting == 0);
+  CHECK(c.delayed == 0);
+  CHECK(f.redis.command({"HLEN", "cq:{big}:jobs"}) == "0");
+  CHECK(f.redis.command({"HLEN", "cq:{big}:unique"}) == "0");
+}
+
+TEST_CASE("clean removes 50000 finished jobs in calls of at most 1000", "[queue][scripts]") {
+  QueueFixture f;
+  fill(f,
+       "for i = 1, 50000 do "
+       "  local z = (i % 2 == 0) and KEYS[12] or KEYS[13] "
+       "  redis.call('ZADD', z, i, i) redis.call('HSET', KEYS[4], i, 'x') "
+       "end");
+  CHECK(evalScript(f.redis, ScriptId::kAdmin, "big", {std::to_string(nowMs()), "clean", "0"}) ==
+        "1000");
+  CHECK(f.admin("big", AdminOp::kClean, "0") == 49'000);
+  CHECK(f.redis.command({"ZCARD", "cq:{big}:completed"}) == "0");
+  CHECK(f.redis.command({"ZCARD", "cq:{big}:dead"}) == "0");
+  CHECK(f.redis.command({"HLEN", "cq:{big}:jobs"}) == "0");
+}
+
+TEST_CASE("meta of the wrong shape written by another client does not stop the queue",
+          "[queue][scripts]") {
+  QueueFixture f;
+  std::string id = f.enqueue("shape", test::newJob("a"));
+  f.redis.command(
+      {"HSET", "cq:{shape}:meta", id,
+       payloadFromJson({{"attempt", "x"}, {"stalls", {1, 2}}, {"errors", 5}, {"reason", 7}})});
+  std::string token = reserveAt(f.redis, "shape", nowMs(), 10, 100);
+  REQUIRE(!token.empty());
+  REQUIRE(f.loop.runUntil([&] {
+    return std::stoll(f.redis.command({"ZSCORE", "cq:{shape}:leases", token})) < nowMs() - 50;
+  }));
+  // The expired lease is recovered (the stall counted from 0), then the job
+  // fails once and is retried.
+  std::string again = reserveAt(f.redis, "shape", nowMs());
+  REQUIRE(!again.empty());
+  CHECK(f.redis.command({"HGET", "cq:{shape}:active", id}) == again);
+  CHECK(evalScript(f.redis, ScriptId::kFail, "shape",
+                   {std::to_string(nowMs()), id, again, "retry", "boom", "0", "0", "1"}) == "1");
+  auto job = f.show("shape", id);
+  REQUIRE(job);
+  CHECK(job->stalls == 1);
+  CHECK(job->attempt == 1);
+  CHECK(job->errors.size() == 2);
+}
+
+TEST_CASE(
+    "records with a field of the wrong type or range go to dead naming it and the queue goes on",
+    "[queue][scripts]") {
+  QueueFixture f;
+  std::vector<std::pair<nlohmann::json, std::string>> bad = {
+      {{{"name", "ok"}, {"attempts", "three"}}, "'attempts' is not an integer"},
+      {{{"name", "ok"}, {"attempts", 0}}, "'attempts' is 0, outside 1..1000000"},
+      {{{"name", "ok"}, {"timeout", -5}}, "'timeout' is -5"},
+      {{{"name", "ok"}, {"backoff", 1e300}}, "'backoff' is not an integer"},
+      {{{"name", "ok"}, {"priority", 5000}}, "'priority' is 5000"},
+      {{{"name", "ok"}, {"backoff_type", "linear"}}, "'backoff_type'"},
+      {{{"name", "ok"}, {"uid", std::string(500, 'u')}}, "'uid' is 500 bytes"},
+      {{{"name", std::string(5000, 'n')}}, "'name' is 5000 bytes"},
+  };
+  std::vector<std::string> ids;
+  for (auto& [record, reason] : bad) {
+    auto r = lines(
+        evalScript(f.redis, ScriptId::kEnqueue, "shape",
+                   {std::to_string(nowMs()), "1", payloadFromJson(record), "0", "0", "", "0"}));
+    REQUIRE(r.size() == 2);
+    ids.push_back(r[0]);
+  }
+  std::string good = f.enqueue("shape", test::newJob("ok"));
+  auto c = f.consumer("shape", 4);
+  int ran = 0;
+  c->handle("ok", [&](const Job&, Done done) {
+    ++ran;
+    done(success());
+  });
+  f.start(*c);
+  REQUIRE(f.loop.runUntil(
+      [&] { return f.counts("shape").dead == static_cast<int64_t>(bad.size()) && ran == 1; }));
+  for (size_t i = 0; i < bad.size(); ++i) {
+    auto job = f.show("shape", ids[i]);
+    REQUIRE(job);
+    CHECK(job->state == JobState::kDead);
+    INFO(job->reason);
+    CHECK(job->reason.find(bad[i].second) != std::string::npos);
+  }
+  CHECK(f.show("shape", good)->state == JobState::kCompleted);
+}
