@@ -249,9 +249,38 @@ void readHandlersSection(Reader& r, const E& e, std::vector<HandlerSpec>& out) {
            [](Reader& r, const E& e, const std::string& p, HandlerSpec& s) {
              if (auto v = r.duration(e.value, at(e), p, Millis(1))) s.timeout = *v;
            }},
+          {"mode",
+           [](Reader& r, const E& e, const std::string& p, HandlerSpec& s) {
+             if (auto v = r.choice(e.value, at(e), p, {"per_job", "persistent"}))
+               s.mode = *v == "persistent" ? HandlerMode::kPersistent : HandlerMode::kPerJob;
+           }},
+          {"kill_grace",
+           [](Reader& r, const E& e, const std::string& p, HandlerSpec& s) {
+             auto v = r.duration(e.value, at(e), p);
+             if (v && *v > Millis(3'600'000)) {
+               r.error(at(e), p, "at most 1h: past it, a stuck command would hold its job's slot that long");
+             } else if (v) {
+               s.kill_grace = *v;
+             }
+           }},
+          {"max_line",
+           [](Reader& r, const E& e, const std::string& p, HandlerSpec& s) {
+             auto v = r.memory(e.value, at(e), p, 64);
+             if (v && *v > (64u << 20)) {
+               r.error(at(e), p, "at most 64M: each persistent process may buffer one line this long");
+             } else if (v) {
+               s.max_line = *v;
+             }
+           }},
       };
       for (const auto& x : fields_in) has_command = has_command || x.key == "command";
       readFields(r, fields_in, path, "a handler", fields, spec);
+      bool has_max_line = false;
+      for (const auto& x : fields_in) has_max_line = has_max_line || x.key == "max_line";
+      if (has_max_line && spec.mode != HandlerMode::kPersistent) {
+        r.error(at(h), path + ".max_line", "applies only with `mode: persistent` (a per-job command's "
+                                           "stdout is its result, capped at 64 KiB)");
+      }
       if (!has_command) {
         r.error(at(h), path + ".command",
                 "missing; a handler needs `command` (a list of words or a command line)");

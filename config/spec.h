@@ -126,10 +126,17 @@ struct QueueSection {
 
 // A job handler run as an external command: the payload arrives as JSON on
 // stdin; exit 0 completes the job, anything else fails it with stderr.
+// How a command handler runs: a process per job, or one that stays up and
+// takes one job per line (docs/QUEUE.md, "Command handlers").
+enum class HandlerMode { kPerJob, kPersistent };
+
 struct HandlerSpec {
   std::string job_name;
   std::vector<std::string> command;  // argv
-  Millis timeout{60'000};
+  Millis timeout{60'000};            // per job; past it the command's group is stopped
+  HandlerMode mode = HandlerMode::kPerJob;
+  Millis kill_grace{5'000};          // SIGTERM to the group, SIGKILL after this
+  uint64_t max_line = 1 << 20;       // persistent: the longest answer line, in bytes
 };
 
 struct PostgresSection {

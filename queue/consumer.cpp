@@ -77,6 +77,9 @@ Consumer::~Consumer() = default;
 
 void Consumer::handle(const std::string& name, AsyncHandler h) { impl_->handlers_[name] = std::move(h); }
 void Consumer::handleSync(const std::string& name, SyncHandler h) { impl_->handlers_[name] = std::move(h); }
+void Consumer::handleStoppable(const std::string& name, StoppableHandler h) {
+  impl_->handlers_[name] = std::move(h);
+}
 bool Consumer::hasHandler(const std::string& name) const { return impl_->handlers_.count(name) > 0; }
 void Consumer::start(std::function<void(Result<void>)> cb) { impl_->start(std::move(cb)); }
 void Consumer::drain(Millis timeout, std::function<void()> cb) { impl_->drain(timeout, std::move(cb)); }
@@ -90,12 +93,15 @@ ConsumerStats Consumer::stats() const {
   for (auto& q : impl_->queues_) {
     QueueJobStats qs = q->stats;
     qs.in_flight = q->in_flight;
+    qs.overrunning = q->overrunning;
     s.completed += qs.completed;
     s.failed += qs.failed;
     s.dead += qs.dead;
     s.stale += qs.stale;
     s.reserved += qs.reserved;
     s.in_flight += qs.in_flight;
+    s.timed_out += qs.timed_out;
+    s.overrunning += qs.overrunning;
     s.by_queue[q->spec.name] = qs;
   }
   s.redis_ready = impl_->conn_->ready();

@@ -84,6 +84,13 @@ using AsyncHandler = std::function<void(const Job&, Done)>;
 // Runs on the libuv thread pool (may block); its outcome completes the job.
 // A function returning Result<void> converts to it.
 using SyncHandler = std::function<Outcome(const Job&)>;
+// How the consumer asks running work to stop: gracefully when the job's
+// timeout passed, at once when the drain's time is up.
+enum class StopHow { kGraceful, kNow };
+using Stop = std::function<void(StopHow)>;
+// An async handler whose work can be stopped (a command): it returns how to
+// stop it, and still calls done once, when the work has stopped.
+using StoppableHandler = std::function<Stop(const Job&, Done)>;
 
 struct ConsumerQueue {
   std::string name;
@@ -116,7 +123,9 @@ struct QueueJobStats {
   uint64_t dead = 0;
   uint64_t stale = 0;
   uint64_t reserved = 0;
+  uint64_t timed_out = 0;
   int in_flight = 0;
+  int overrunning = 0;
 };
 
 // Counters since start, for /metrics and the worker's CLUSTERD_STATS line.
@@ -126,7 +135,13 @@ struct ConsumerStats {
   uint64_t dead = 0;       // jobs this consumer sent to dead (incl. malformed)
   uint64_t stale = 0;      // completions refused: the lease had been lost
   uint64_t reserved = 0;   // jobs reserved
-  int in_flight = 0;       // jobs running now
+  uint64_t timed_out = 0;  // attempts ended by the job's timeout (also counted in failed)
+  int in_flight = 0;       // jobs running now: each holds a concurrency slot
+  // Of in_flight, handlers whose job timed out but whose work has not stopped
+  // yet: a command being killed, or a callback or thread-pool task that cannot
+  // be stopped. Each keeps its slot until it returns; its late answer is
+  // discarded (the attempt already failed and the job was retried).
+  int overrunning = 0;
   bool redis_ready = false;
   // The same counters per consumed queue (every queue has an entry); the
   // fields above are their sums.
@@ -140,6 +155,7 @@ class Consumer {
 
   void handle(const std::string& job_name, AsyncHandler handler);
   void handleSync(const std::string& job_name, SyncHandler handler);
+  void handleStoppable(const std::string& job_name, StoppableHandler handler);
   bool hasHandler(const std::string& job_name) const;
 
   // Checks Redis durability (warns, or fails under strict), writes the queue

@@ -36,7 +36,10 @@ struct Running : std::enable_shared_from_this<Running> {
   uint64_t seq = 0;
   Job job;
   std::string token;
-  bool finished = false;
+  bool ended = false;       // the attempt's outcome is recorded (or the job released)
+  bool timed_out = false;   // ended by the job's timeout while the handler still ran
+  bool slot_held = true;    // the handler's work has not stopped yet
+  Stop stop;                // how to stop a stoppable handler's work
   UvHandle<uv_timer_t> timeout;
 };
 
@@ -53,7 +56,8 @@ struct QueueState {
   const config::QueueDefaults* defaults = nullptr;  // the queue's entry in ConsumerOptions::defaults
   std::vector<std::string> keys;
   std::unique_ptr<RedisConnection> block;  // BZPOPMIN only
-  int in_flight = 0;
+  int in_flight = 0;    // slots taken: handlers whose work has not stopped
+  int overrunning = 0;  // of those, handlers whose attempt timed out already
   bool fetching = false;   // a reservation is in flight
   bool blocking = false;   // BZPOPMIN is in flight
   std::map<std::string, int> tokens;  // lease token -> jobs of it still running
@@ -89,7 +93,10 @@ class Consumer::Impl {
 
   // consumer_run.cpp: running handlers and ending attempts.
   void dispatch(QueueState& q, const std::string& token, Job job, std::string_view record, std::string_view meta);
-  void finish(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome);
+  void handlerDone(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome);
+  void timedOut(QueueState& q, const std::shared_ptr<Running>& run);
+  void endAttempt(QueueState& q, Running& run, Outcome outcome);
+  void freeSlot(QueueState& q, Running& run);
   void sendFail(QueueState& q, const std::string& id, const std::string& token, const char* mode,
                 const std::string& error, int64_t run_at, int priority);
   void releaseToken(QueueState& q, const std::string& token);
@@ -101,7 +108,7 @@ class Consumer::Impl {
   std::unique_ptr<RedisConnection> conn_;
   std::unique_ptr<ScriptRunner> scripts_;
   std::vector<std::unique_ptr<QueueState>> queues_;
-  std::map<std::string, std::variant<AsyncHandler, SyncHandler>> handlers_;
+  std::map<std::string, std::variant<AsyncHandler, SyncHandler, StoppableHandler>> handlers_;
   UvHandle<uv_timer_t> flush_timer_;
   UvHandle<uv_timer_t> extend_timer_;
   UvHandle<uv_timer_t> drain_timer_;

@@ -62,7 +62,7 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
   std::weak_ptr<bool> alive = alive_;
   auto done = [this, alive, &q, run](Outcome o) {
     if (alive.expired()) return;
-    finish(q, run, std::move(o));
+    handlerDone(q, run, std::move(o));
   };
   run->impl = this;
   run->queue = &q;
@@ -73,8 +73,7 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
         run->timeout.get(),
         [](uv_timer_t* t) {
           auto* r = static_cast<Running*>(t->data);
-          r->impl->finish(*r->queue, r->shared_from_this(),
-                          Error{fmt::format("timed out after {} ms", r->job.timeout_ms)});
+          r->impl->timedOut(*r->queue, r->shared_from_this());
         },
         static_cast<uint64_t>(run->job.timeout_ms), 0);
   }
@@ -82,6 +81,11 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
   auto& h = handlers_.at(run->job.name);
   if (auto* async = std::get_if<AsyncHandler>(&h)) {
     (*async)(run->job, done);
+    return;
+  }
+  if (auto* stoppable = std::get_if<StoppableHandler>(&h)) {
+    Stop stop = (*stoppable)(run->job, done);
+    if (run->slot_held) run->stop = std::move(stop);
     return;
   }
   auto* w = new Work;
@@ -102,13 +106,41 @@ void Consumer::Impl::dispatch(QueueState& q, const std::string& token, Job job, 
       });
 }
 
-void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome) {
-  if (run->finished) return;  // timed out or released already
-  run->finished = true;
-  run->timeout.reset();
-  --q.in_flight;
-  q.running.erase(run->seq);
-  const Job& job = run->job;
+// The handler answered: its work has stopped. The answer ends the attempt,
+// unless the timeout or the drain ended it already (then it is discarded);
+// either way the slot is free again.
+void Consumer::Impl::handlerDone(QueueState& q, const std::shared_ptr<Running>& run, Outcome outcome) {
+  if (!run->slot_held) return;  // released at the drain's end, or called twice
+  if (!run->ended) {
+    endAttempt(q, *run, std::move(outcome));
+  } else if (run->timed_out) {
+    --q.overrunning;
+    log::info("queue", "queue '{}' job {} ({}): the handler answered after its timeout; the answer is discarded",
+              q.spec.name, run->job.id, run->job.name);
+  }
+  freeSlot(q, *run);
+}
+
+// The job's timeout passed while its handler runs: the attempt fails (and is
+// retried), and a stoppable handler is asked to stop. The slot stays taken
+// until the handler's work has stopped, so a timeout never lets more work
+// run at once than the queue's concurrency.
+void Consumer::Impl::timedOut(QueueState& q, const std::shared_ptr<Running>& run) {
+  if (run->ended) return;
+  run->timed_out = true;
+  ++q.stats.timed_out;
+  ++q.overrunning;
+  endAttempt(q, *run, Error{fmt::format("timed out after {} ms", run->job.timeout_ms)});
+  if (run->stop) {
+    Stop stop = run->stop;  // it may answer at once
+    stop(StopHow::kGraceful);
+  }
+}
+
+void Consumer::Impl::endAttempt(QueueState& q, Running& run, Outcome outcome) {
+  run.ended = true;
+  run.timeout.reset();
+  const Job& job = run.job;
   const Result<void>& result = outcome.status();
   if (result) {
     std::string value = outcome.result();
@@ -118,23 +150,30 @@ void Consumer::Impl::finish(QueueState& q, const std::shared_ptr<Running>& run, 
                 q.spec.name, job.id, job.name, value.size(), kMaxResultBytes);
       value = payloadFromJson(oversizedResult(value.size()));
     }
-    q.acks.push_back(Ack{job.id, run->token, std::move(value)});
+    q.acks.push_back(Ack{job.id, run.token, std::move(value)});
     scheduleFlush();
   } else {
     ++q.stats.failed;
     int attempt = job.attempt + 1;
     if (isPermanentFailure(result.error())) {
       ++q.stats.dead;
-      sendFail(q, job.id, run->token, "permanent", result.error().message, 0, job.priority);
+      sendFail(q, job.id, run.token, "permanent", result.error().message, 0, job.priority);
     } else if (attempt >= job.attempts) {
       ++q.stats.dead;
-      sendFail(q, job.id, run->token, "dead", result.error().message, 0, job.priority);
+      sendFail(q, job.id, run.token, "dead", result.error().message, 0, job.priority);
     } else {
       int64_t delay = backoffDelayMs(job.backoff_type, job.backoff_ms, attempt, static_cast<uint32_t>(rng_()));
-      sendFail(q, job.id, run->token, "retry", result.error().message, nowMs() + delay, job.priority);
+      sendFail(q, job.id, run.token, "retry", result.error().message, nowMs() + delay, job.priority);
     }
   }
-  releaseToken(q, run->token);
+  releaseToken(q, run.token);
+}
+
+void Consumer::Impl::freeSlot(QueueState& q, Running& run) {
+  run.slot_held = false;
+  run.stop = nullptr;
+  --q.in_flight;
+  q.running.erase(run.seq);  // may free `run`
   if (draining_) return checkDrained();
   pump(q);
 }
@@ -168,20 +207,29 @@ void Consumer::Impl::releaseToken(QueueState& q, const std::string& token) {
   scheduleFlush();
 }
 
-// The drain timeout passed: give every running job back to its queue.
+// The drain timeout passed: give every running job back to its queue, stop
+// the work that can be stopped, and stop waiting for the rest (this process
+// is about to exit).
 void Consumer::Impl::releaseAll() {
   for (auto& q : queues_) {
     auto running = q->running;
     for (auto& [seq, run] : running) {
-      if (run->finished) continue;
-      run->finished = true;
-      run->timeout.reset();
+      if (!run->ended) {
+        run->ended = true;
+        run->timeout.reset();
+        log::warn("queue", "queue '{}' job {} still running at the end of the drain timeout; released",
+                  q->spec.name, run->job.id);
+        sendFail(*q, run->job.id, run->token, "release", "", 0, run->job.priority);
+        releaseToken(*q, run->token);
+      } else if (run->timed_out) {
+        --q->overrunning;
+      }
+      Stop stop = std::move(run->stop);
+      run->slot_held = false;
+      run->stop = nullptr;
       --q->in_flight;
       q->running.erase(seq);
-      log::warn("queue", "queue '{}' job {} still running at the end of the drain timeout; released",
-                q->spec.name, run->job.id);
-      sendFail(*q, run->job.id, run->token, "release", "", 0, run->job.priority);
-      releaseToken(*q, run->token);
+      if (stop) stop(StopHow::kNow);
     }
   }
 }

@@ -124,6 +124,11 @@ void QueueLink::renderMetrics(std::function<void(std::string text)> done) {
          [](const queue::QueueJobStats& q) { return q.dead; }},
         {"clusterd_jobs_in_flight", "gauge", "Jobs this worker process is running now, by queue.",
          [](const queue::QueueJobStats& q) { return static_cast<uint64_t>(std::max(q.in_flight, 0)); }},
+        {"clusterd_jobs_timed_out_total", "counter", "Job attempts ended by the job's timeout, by queue.",
+         [](const queue::QueueJobStats& q) { return q.timed_out; }},
+        {"clusterd_jobs_overrunning", "gauge",
+         "Handlers still running after their job timed out, each holding its slot, by queue.",
+         [](const queue::QueueJobStats& q) { return static_cast<uint64_t>(std::max(q.overrunning, 0)); }},
     };
     for (const Family& f : kFamilies) {
       out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f.name, f.help, f.name, f.type);

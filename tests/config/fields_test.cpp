@@ -351,3 +351,35 @@ TEST_CASE("a script name without a slash stays a command for the PATH lookup") {
   CHECK(r.ecosystem.apps[0].script == "redis-server");
   CHECK(r.warnings.empty());
 }
+
+TEST_CASE("a handler's mode, kill grace and line limit are read, and bad values are reported") {
+  auto r = loadText(
+      "apps: [{name: a, script: /bin/true}]\n"
+      "handlers:\n"
+      "  resize: {command: ./resize, mode: persistent, kill_grace: 2s, max_line: 4M, timeout: 30s}\n"
+      "  once: {command: ./once}\n");
+  REQUIRE(r.ok());
+  REQUIRE(r.ecosystem.handlers.size() == 2);
+  const HandlerSpec& p = r.ecosystem.handlers[0];
+  CHECK(p.mode == HandlerMode::kPersistent);
+  CHECK(p.kill_grace == milliseconds(2000));
+  CHECK(p.max_line == 4u << 20);
+  CHECK(p.timeout == milliseconds(30'000));
+  const HandlerSpec& o = r.ecosystem.handlers[1];
+  CHECK(o.mode == HandlerMode::kPerJob);
+  CHECK(o.kill_grace == milliseconds(5000));
+  CHECK(o.max_line == 1u << 20);
+
+  auto bad = loadText(
+      "apps: [{name: a, script: /bin/true}]\n"
+      "handlers:\n"
+      "  a: {command: ./a, mode: forever}\n"
+      "  b: {command: ./b, kill_grace: 2h}\n"
+      "  c: {command: ./c, mode: persistent, max_line: 1G}\n"
+      "  d: {command: ./d, max_line: 1M}\n");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(errorFor(bad, "handlers.a.mode").message.find("persistent") != std::string::npos);
+  CHECK(errorFor(bad, "handlers.b.kill_grace").message.find("at most 1h") != std::string::npos);
+  CHECK(errorFor(bad, "handlers.c.max_line").message.find("at most 64M") != std::string::npos);
+  CHECK(errorFor(bad, "handlers.d.max_line").message.find("mode: persistent") != std::string::npos);
+}
