@@ -75,6 +75,7 @@ void finish(Services& s, db::TransactionPtr tx, Outcomes o, int rows, int limit,
   nlohmann::json result{{"sent", o.sent.size()},
                         {"failed", o.failed_ids.size()},
                         {"deferred", o.deferred_ids.size()}};
+  writes.push_back(durableCommit());
   tx->commit(std::move(writes), [&s, result, follow_up_ms, done = std::move(done)](db::Reply c) {
     if (!c.ok()) return done(fromDbError("email.batch", *c.error));
     JobResult res{Outcome::kDone,

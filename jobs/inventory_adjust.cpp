@@ -118,7 +118,8 @@ void adjustInventory(Services& s, const Job& job, JobDone done) {
           tx->commit({db::stmt("UPDATE variants v SET stock = d.stock, updated_at = now()"
                                " FROM unnest($1::bigint[], $2::bigint[]) AS d(id, stock)"
                                " WHERE v.id = d.id",
-                               db::int64Array(ids), db::int64Array(values))},
+                               db::int64Array(ids), db::int64Array(values)),
+                      durableCommit()},
                      [&s, changed, result, done = std::move(done)](db::Reply c) {
                        if (!c.ok()) return done(fromDbError("inventory.adjust", *c.error));
                        if (s.invalidate) s.invalidate(changed);

@@ -96,6 +96,15 @@ struct Services {
 // The JobResult for a database error: transient -> retry, permanent -> fail.
 JobResult fromDbError(const std::string& what, const db::DbError& e);
 
+// The last statement before the COMMIT of every job's transaction. A job is
+// acknowledged as soon as its COMMIT returns, so that COMMIT must wait for
+// its WAL flush even where the server, database or role sets
+// synchronous_commit = off; otherwise a PostgreSQL crash right after the
+// acknowledgement loses the job's effects and its ledger row, and the queue
+// never runs it again. A setting that waits for more (remote_apply, …) is
+// left as it is.
+db::Statement durableCommit();
+
 // The handlers. Each validates its payload (kFail with the field at fault),
 // does its writes and its ledger row in one transaction, and answers once.
 // order.process jobs that arrive together share one transaction

@@ -168,6 +168,7 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
     size_t end = batch.size();
     batch.push_back(db::Statement{"RELEASE SAVEPOINT grp", {}});
     appendLedgerDeletes(batch);
+    batch.push_back(durableCommit());
     auto self = shared_from_this();
     tx_->commit(
         std::move(batch),
@@ -197,6 +198,7 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
       ranges.emplace_back(begin, batch.size());
     }
     appendLedgerDeletes(batch);
+    batch.push_back(durableCommit());
     auto self = shared_from_this();
     tx_->commit(
         std::move(batch),
@@ -226,6 +228,7 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
   }
 
   void commit(std::vector<db::Statement> batch) {
+    batch.push_back(durableCommit());
     auto self = shared_from_this();
     tx_->commit(std::move(batch), [self](db::Reply r) {
       if (!r.ok()) return self->answerAll(fromDbError("order.process", *r.error));
@@ -287,6 +290,12 @@ std::string ledgerKey(const Job& job) {
 
 JobResult fromDbError(const std::string& what, const db::DbError& e) {
   return JobResult{e.transient() ? Outcome::kRetry : Outcome::kFail, what + ": " + e.message};
+}
+
+db::Statement durableCommit() {
+  return db::Statement{"SELECT set_config('synchronous_commit', 'on', true)"
+                       " WHERE current_setting('synchronous_commit') = 'off'",
+                       {}};
 }
 
 // Collects the order jobs that arrive while a connection is being found and
