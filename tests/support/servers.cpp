@@ -133,7 +133,7 @@ void RedisServer::start() {
                                 "127.0.0.1", "--dir", dir_.path(), "--save", "",
                                 "--daemonize", "no", "--protected-mode", "no"};
   if (options_.appendonly) {
-    argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", "always"});
+    argv.insert(argv.end(), {"--appendonly", "yes", "--appendfsync", options_.appendfsync});
   }
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   child_ = std::make_unique<Child>(argv, std::map<std::string, std::string>{},
@@ -233,6 +233,18 @@ void PostgresServer::stop() {
   if (!child_) return;
   child_->signal(SIGINT);  // fast shutdown: roll back open transactions, checkpoint
   if (child_->wait(30s) == -1) child_->signal(SIGKILL), child_->wait(5s);
+  child_.reset();
+}
+
+void PostgresServer::stopImmediate() {
+  if (!child_) return;
+  PgUser u = pgUser();
+  Child ctl({fmt::format("{}/pg_ctl", kPgBin), "stop", "-D", dir_ + "/data", "-m", "immediate", "-w",
+             "-t", "30"},
+            {{"LC_ALL", "C"}}, dir_ + "/pg_ctl.log", u.uid, u.gid);
+  int st = ctl.wait(40s);
+  if (st != 0) throw std::runtime_error("pg_ctl stop -m immediate failed: " + readFile(dir_ + "/pg_ctl.log"));
+  if (child_->wait(10s) == -1) throw std::runtime_error("postgres did not exit after pg_ctl stop");
   child_.reset();
 }
 

@@ -18,7 +18,11 @@ namespace clusterd::test {
 class RedisServer {
  public:
   struct Options {
-    bool appendonly = true;  // AOF with appendfsync always: nothing acknowledged is lost
+    bool appendonly = true;  // AOF: a crash of the process loses nothing acknowledged
+    // With `always` every acknowledged write is on disk; with `everysec` it is
+    // in the kernel's page cache, which a process crash does not lose (only a
+    // host crash loses up to a second of writes).
+    std::string appendfsync = "always";
     std::vector<std::string> extra_args;
   };
   RedisServer();
@@ -51,7 +55,8 @@ class PostgresServer {
   int port() const { return port_; }
   // postgresql://postgres@127.0.0.1:<port>/clusterd (trust auth on loopback)
   std::string url() const;
-  void stop();   // fast shutdown
+  void stop();           // fast shutdown
+  void stopImmediate();  // `pg_ctl stop -m immediate`: a crash, recovered from WAL at start
   void start();
   // Runs SQL synchronously (libpq); returns the rows, each as its columns'
   // text (NULL as ""). Throws std::runtime_error on an error.
