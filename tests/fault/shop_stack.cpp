@@ -233,9 +233,13 @@ void checkJobsAccounted(const QueueAccount& a, const std::set<std::string>& acce
 }
 
 void checkInventoryExactlyOnce(ShopStack& st, const QueueAccount& a) {
-  std::set<std::string> ledger;
-  for (auto& row : st.pg.query("SELECT job_id FROM job_ledger WHERE job_id LIKE 'inventory:%'"))
-    ledger.insert(row[0].substr(std::string("inventory:").size()));
+  // Ledger keys are inventory:<id>:<uid>; a multiset, so two rows for one id
+  // (an effect applied twice) fail the count below.
+  std::multiset<std::string> ledger;
+  for (auto& row : st.pg.query("SELECT job_id FROM job_ledger WHERE job_id LIKE 'inventory:%'")) {
+    std::string rest = row[0].substr(std::string("inventory:").size());
+    ledger.insert(rest.substr(0, rest.find(':')));
+  }
   for (auto& id : a.completed) {
     INFO("completed inventory job " << id << " has no ledger row");
     CHECK(ledger.count(id) == 1);
