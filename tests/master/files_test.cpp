@@ -129,13 +129,21 @@ TEST_CASE("daemon.log is rotated past its size and a repeated line is written on
   // Distinct lines (pids differ) from restarts, enough to rotate twice.
   AppConfig app = testApp("web", 1, 0, {});
   REQUIRE(call(home.path(), {{"cmd", "start"}, {"apps", json::array({appToJson(app)})}})["ok"] == true);
-  auto online = [&] {
+  // Online with a pid other than `before`: a restart has finished, so its
+  // lines cannot fall between the repeated ones below.
+  auto onlineOtherThan = [&](int64_t before) {
     json w = call(home.path(), {{"cmd", "status"}})["workers"];
-    return w.size() == 1 && w[0]["state"] == "online";
+    return w.size() == 1 && w[0]["state"] == "online" && w[0].value("pid", int64_t{0}) != before;
   };
+  auto pidNow = [&] {
+    json w = call(home.path(), {{"cmd", "status"}})["workers"];
+    return w.size() == 1 ? w[0].value("pid", int64_t{0}) : int64_t{0};
+  };
+  REQUIRE(clusterd::test::waitFor([&] { return onlineOtherThan(0); }, std::chrono::seconds(10)));
   for (int i = 0; i < 30; ++i) {
-    REQUIRE(clusterd::test::waitFor(online, std::chrono::seconds(10)));
+    int64_t before = pidNow();
     REQUIRE(call(home.path(), {{"cmd", "restart"}, {"target", "web"}})["ok"] == true);
+    REQUIRE(clusterd::test::waitFor([&] { return onlineOtherThan(before); }, std::chrono::seconds(10)));
   }
   // One line, 50 times: every connection past the one held is refused.
   {
