@@ -88,7 +88,7 @@ Result<void> checkHome(const std::string& home) {
   // entries (the next component is ours, checked above or below).
   for (std::string dir = real; dir != "/";) {
     dir = dir.substr(0, dir.rfind('/'));
-    if (dir.empty()) dir = "/";
+    if (dir.empty()) dir.assign(1, '/');  // not = "/": GCC 12 -O3 warns falsely (-Wrestrict)
     if (::lstat(dir.c_str(), &st) != 0)
       return Error{"home " + home + ": stat " + dir + ": " + std::strerror(errno)};
     if (st.st_uid != uid && st.st_uid != 0)

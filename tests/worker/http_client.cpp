@@ -159,7 +159,7 @@ WorkerProcess::WorkerProcess(int listen_fd, const std::vector<std::string>& args
   std::vector<std::string> argv = {"/bin/sh", "-c", cmd, CLUSTERD_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
   auto e = env;
-  e["LISTEN_FDS"] = "1";
+  e.insert_or_assign("LISTEN_FDS", std::string(1, '1'));  // not = "1": GCC 12 -O3 -Wrestrict
   child_ = std::make_unique<Child>(argv, e, dir_.file("out.log"));
   waitServing();
 }

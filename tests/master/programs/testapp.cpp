@@ -110,7 +110,10 @@ std::string openFds() {
   closedir(d);
   std::sort(fds.begin(), fds.end());
   std::string out;
-  for (int fd : fds) out += (out.empty() ? "" : " ") + std::to_string(fd);
+  for (int fd : fds) {
+    if (!out.empty()) out += ' ';
+    out += std::to_string(fd);  // appended: GCC 12 -O3 warns falsely (-Wrestrict) on "…" + string
+  }
   return out;
 }
 
