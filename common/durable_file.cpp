@@ -2,6 +2,7 @@
 #include "common/durable_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,10 @@ Result<void> writeSynced(const std::string& tmp, std::string_view data, mode_t m
   // O_NOFOLLOW: a link planted at the temporary name is refused, not written through.
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd) return failure("open", tmp);
+  // A temporary file left by an earlier try keeps its old mode under
+  // O_CREAT; the file may hold secrets (a dump holds environments), so its
+  // mode is set, not inherited.
+  if (::fchmod(fd.get(), mode) != 0) return failure("fchmod", tmp);
   if (auto w = writeAll(fd.get(), data, tmp); !w) return w;
   if (::fsync(fd.get()) != 0) return failure("fsync", tmp);
   // close(2) reports late write errors (NFS and others): check it too.

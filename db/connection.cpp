@@ -75,6 +75,7 @@ void Connection::connect(ConnectCallback done) {
   assert(state_ == State::kDisconnected);
   on_connected_ = std::move(done);
   state_ = State::kConnecting;
+  ++session_;
   // Custom plans only: a prepared statement is then parsed once but planned
   // with its parameters every time. PostgreSQL's default switches to a
   // generic plan after five executions when it costs no more, and keeps it

@@ -76,6 +76,9 @@ class Connection {
   // Distinct statement texts prepared on this connection at most; others
   // run unnamed (parsed and planned every time).
   static constexpr size_t kMaxPrepared = 256;
+  // Counts the connections made: a holder that saw one value and later sees
+  // another knows the server session it started (a transaction) is gone.
+  uint64_t session() const { return session_; }
   // How many statements are prepared on this connection now.
   size_t preparedCount() const { return prepared_.size(); }
 
@@ -109,6 +112,7 @@ class Connection {
   std::chrono::milliseconds connect_timeout_;
   std::unique_ptr<PGconn, PgConnDeleter> conn_;
   State state_ = State::kDisconnected;
+  uint64_t session_ = 0;
   UvHandle<uv_poll_t> poll_;
   int poll_fd_ = -1;
   int poll_events_ = 0;

@@ -364,6 +364,9 @@ PoolStats Pool::stats() const {
 
 // ---- Transaction ----
 
+Transaction::Transaction(std::weak_ptr<Pool*> pool, Connection* conn)
+    : pool_(std::move(pool)), conn_(conn), session_(conn->session()) {}
+
 Transaction::~Transaction() { release(); }
 
 void Transaction::release() {
@@ -376,6 +379,13 @@ void Transaction::run(std::vector<Statement> batch, ReplyCallback done, OnError 
   auto pool = pool_.lock();
   if (!conn_ || !pool) {
     done(Reply{{}, connectionError("transaction already finished")});
+    return;
+  }
+  if (conn_->state() != Connection::State::kIdle || conn_->session() != session_) {
+    // The connection broke while the transaction waited for its caller: the
+    // server rolled the transaction back with the session.
+    release();
+    done(Reply{{}, connectionError("connection lost during the transaction; it was rolled back")});
     return;
   }
   bool with_begin = !begun_;

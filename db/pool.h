@@ -105,11 +105,15 @@ class Transaction : public std::enable_shared_from_this<Transaction> {
 
  private:
   friend class Pool;
-  Transaction(std::weak_ptr<Pool*> pool, Connection* conn) : pool_(std::move(pool)), conn_(conn) {}
+  Transaction(std::weak_ptr<Pool*> pool, Connection* conn);
   void release();
 
   std::weak_ptr<Pool*> pool_;
   Connection* conn_;
+  // The connection's session when the transaction took it: the connection
+  // may break while idle between two statements and be reconnected by the
+  // pool, and a statement sent then would run outside the transaction.
+  uint64_t session_;
   bool begun_ = false;
 };
 

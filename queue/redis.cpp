@@ -27,11 +27,25 @@ namespace clusterd::queue {
 
 // ---- URL ----
 
+namespace {
+
+// `url` with whatever stands before the last '@' of its authority replaced by
+// "***", so a message about a bad URL never carries its password.
+std::string withoutCredentials(const std::string& url) {
+  auto scheme = url.find("://");
+  size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+  auto at = url.rfind('@');
+  if (at == std::string::npos || at < start) return url;
+  return url.substr(0, start) + "***" + url.substr(at);
+}
+
+}  // namespace
+
 Result<RedisAddress> parseRedisUrl(const std::string& url) {
   RedisAddress a;
   auto bad = [&](const std::string& why) {
     return Error{fmt::format("invalid Redis URL '{}': {} (expected redis://[user:password@]host[:port][/db] "
-                             "or unix:///path)", url, why)};
+                             "or unix:///path)", withoutCredentials(url), why)};
   };
   std::string rest;
   if (url.rfind("redis://", 0) == 0) {

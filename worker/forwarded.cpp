@@ -1,38 +1,21 @@
 // Implementation of worker/forwarded.h.
 #include "worker/forwarded.h"
 
+#include "worker/text.h"
+
 namespace clusterd::worker {
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 std::string forwardedClient(const Request& req, const std::string& peer,
                             const std::vector<Cidr>& trusted) {
   // The headers' entries, right to left: the last header first.
   std::string_view leftmost;
   for (size_t h = req.headerCount(); h-- > 0;) {
     auto [name, value] = req.headerAt(h);
-    if (!iequals(name, "x-forwarded-for")) continue;
+    if (!equalsIgnoringCase(name, "x-forwarded-for")) continue;
     std::string_view rest = value;
     while (!rest.empty()) {
       size_t comma = rest.rfind(',');
       std::string_view entry =
-          trim(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+          trimBlanks(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
       rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(0, comma);
       auto ip = parseIp(entry);
       // A malformed entry is where trust ends: nothing left of it is

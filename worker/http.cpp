@@ -5,6 +5,7 @@
 
 #include "worker/connection.h"
 #include "worker/exchange.h"
+#include "worker/text.h"
 
 namespace clusterd::worker {
 
@@ -23,15 +24,6 @@ std::string_view methodName(Method m) {
 }
 
 namespace {
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -76,14 +68,14 @@ bool bearerMatches(const Request& req, std::string_view token) {
 std::string_view Request::header(std::string_view name) const {
   for (const HeaderSpan& h : headers_) {
     std::string_view n(header_text_.data() + h.name_off, h.name_len);
-    if (iequals(n, name)) return {header_text_.data() + h.value_off, h.value_len};
+    if (equalsIgnoringCase(n, name)) return {header_text_.data() + h.value_off, h.value_len};
   }
   return {};
 }
 
 bool Request::hasHeader(std::string_view name) const {
   for (const HeaderSpan& h : headers_) {
-    if (iequals(std::string_view(header_text_.data() + h.name_off, h.name_len), name)) return true;
+    if (equalsIgnoringCase(std::string_view(header_text_.data() + h.name_off, h.name_len), name)) return true;
   }
   return false;
 }

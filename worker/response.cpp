@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "worker/exchange.h"
+#include "worker/text.h"
 
 namespace clusterd::worker {
 
@@ -98,26 +99,11 @@ bool gzipCompress(std::string_view in, std::string& out) {
 }
 
 namespace {
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 // True when a "q=" parameter list says q=0 (0, 0.0, 0.000).
 bool qIsZero(std::string_view params) {
   size_t q = params.find("q=");
   if (q == std::string_view::npos) return false;
-  std::string_view v = trim(params.substr(q + 2));
+  std::string_view v = trimBlanks(params.substr(q + 2));
   if (v.empty() || v[0] != '0') return false;
   for (char c : v.substr(1)) {
     if (c == ';' || c == ' ') break;
@@ -131,12 +117,12 @@ bool acceptsGzip(std::string_view value) {
   bool star = false, gzip = false, gzip_refused = false;
   while (!value.empty()) {
     size_t comma = value.find(',');
-    std::string_view item = trim(value.substr(0, comma));
+    std::string_view item = trimBlanks(value.substr(0, comma));
     value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
     size_t semi = item.find(';');
-    std::string_view coding = trim(item.substr(0, semi));
+    std::string_view coding = trimBlanks(item.substr(0, semi));
     bool zero = semi != std::string_view::npos && qIsZero(item.substr(semi + 1));
-    if (iequals(coding, "gzip") || iequals(coding, "x-gzip")) {
+    if (equalsIgnoringCase(coding, "gzip") || equalsIgnoringCase(coding, "x-gzip")) {
       if (zero) gzip_refused = true; else gzip = true;
     } else if (coding == "*" && !zero) {
       star = true;

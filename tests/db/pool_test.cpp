@@ -105,6 +105,41 @@ TEST_CASE("a committed transaction is visible and a dropped one is rolled back",
   CHECK(r[0].int64(0, 0) == 2);
 }
 
+TEST_CASE("a transaction whose connection broke while it waited fails instead of running outside it",
+          "[db][postgres]") {
+  PostgresServer pg;
+  pg.query("CREATE TABLE t (x int)");
+  TestLoop loop;
+  Pool pool(loop.get(), test::poolOptionsFor(pg, 1));
+  TransactionPtr tx;
+  std::string backend;
+  pool.transaction([&](TransactionPtr t, std::optional<DbError> err) {
+    REQUIRE_FALSE(err);
+    t->query(stmt("SELECT pg_backend_pid()"), [&, t](Reply r) {
+      REQUIRE(r.ok());
+      backend = r[0].str(0, 0);
+      tx = t;
+    });
+  });
+  REQUIRE(loop.runUntil([&] { return tx != nullptr; }));
+  // The server ends the session while the transaction is idle, and the pool
+  // notices and connects again before the transaction's next statement.
+  pg.query("SELECT pg_terminate_backend(" + backend + ")");
+  REQUIRE(loop.runUntil([&] { return pool.stats().reconnects >= 1; }, 10s));
+  std::optional<Reply> insert;
+  tx->query(stmt("INSERT INTO t VALUES (1)"), [&](Reply r) { insert = std::move(r); });
+  REQUIRE(loop.runUntil([&] { return insert.has_value(); }));
+  REQUIRE_FALSE(insert->ok());
+  CHECK(insert->error->transient());
+  CHECK_FALSE(tx->open());
+  tx.reset();
+  // Nothing was written outside the transaction, and the connection serves
+  // the next request.
+  Reply count = runQuery(loop, pool, stmt("SELECT count(*) FROM t"));
+  REQUIRE(count.ok());
+  CHECK(count[0].int64(0, 0) == 0);
+}
+
 TEST_CASE("requests wait for a free connection in order when the pool is exhausted",
           "[db][postgres]") {
   PostgresServer pg;

@@ -99,7 +99,7 @@ TEST_CASE(
           {"seconds", fmt::format("{:.1f}", secondsSince(t0))}});
   api->signal(SIGTERM);
   for (auto& c : consumers) c->signal(SIGTERM);
-  CHECK(api->wait(15s) == 0);
+  st.checkExitsCleanly(*api);
   // A consumer started just before the end may not have its SIGTERM
   // handler yet; what matters here is that it is gone.
   for (auto& c : consumers) c->wait(15s);

@@ -110,6 +110,6 @@ TEST_CASE(
           {"seconds", fmt::format("{:.1f}", secondsSince(t0))}});
   api->signal(SIGTERM);
   for (auto& w : workers) w->signal(SIGTERM);
-  CHECK(api->wait(15s) == 0);
-  for (auto& w : workers) CHECK(w->wait(15s) == 0);
+  st.checkExitsCleanly(*api);
+  for (auto& w : workers) st.checkExitsCleanly(*w);
 }

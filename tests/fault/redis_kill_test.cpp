@@ -83,7 +83,7 @@ void redisKilledTwiceUnderLoad(const std::string& appendfsync) {
           {"redis_kills", std::to_string(kills)},
           {"seconds", fmt::format("{:.1f}", secondsSince(t0))}});
   for (auto& w : workers) w->signal(SIGTERM);
-  for (auto& w : workers) CHECK(w->wait(15s) == 0);
+  for (auto& w : workers) st.checkExitsCleanly(*w);
 }
 
 }  // namespace

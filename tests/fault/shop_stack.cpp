@@ -111,9 +111,20 @@ mail:
 
 std::unique_ptr<Child> ShopStack::spawn(const std::string& app) {
   int n = spawned_++;
-  return std::make_unique<Child>(
-      std::vector<std::string>{CLUSTERD_BIN, "worker", "--ecosystem", ecosystem, "--app", app},
-      env(), home.file(fmt::format("{}-{}.log", app, n)));
+  std::string log = home.file(fmt::format("{}-{}.log", app, n));
+  auto child = std::make_unique<Child>(
+      std::vector<std::string>{CLUSTERD_BIN, "worker", "--ecosystem", ecosystem, "--app", app}, env(), log);
+  logs_[child->pid()] = log;
+  return child;
+}
+
+void ShopStack::checkExitsCleanly(Child& worker) const {
+  int status = worker.wait(15s);
+  std::string out;
+  if (auto it = logs_.find(worker.pid()); it != logs_.end()) out = readFile(it->second);
+  if (out.size() > 6000) out = "..." + out.substr(out.size() - 6000);
+  INFO("wait status " << status << "; the worker's output ends with:\n" << out);
+  CHECK(status == 0);
 }
 
 std::string ShopStack::apiUrl(const std::string& path) const {

@@ -57,6 +57,9 @@ class ShopStack {
   // A standalone `clusterd worker --ecosystem <file> --app <app>`, its
   // output in <home>/<app>-<n>.log.
   std::unique_ptr<Child> spawn(const std::string& app);
+  // Checks that a spawned worker, sent SIGTERM, drains and exits 0 within
+  // 15 s; otherwise the failure shows the end of the worker's output.
+  void checkExitsCleanly(Child& worker) const;
   std::string apiUrl(const std::string& path) const;
   std::map<std::string, std::string> env() const;  // CLUSTERD_HOME for the CLI and the master
   // Waits (bounded) until a worker accepts on `port` (workers accept only
@@ -68,6 +71,7 @@ class ShopStack {
 
  private:
   int spawned_ = 0;
+  std::map<pid_t, std::string> logs_;  // spawned worker -> its output file
 };
 
 // ---- Load ----

@@ -111,6 +111,26 @@ TEST_CASE("save on a full disk reports the error and keeps the previous dump who
   CHECK(::access((dumpPath(home) + ".tmp").c_str(), F_OK) != 0);
 }
 
+TEST_CASE("save writes a dump only its owner can read, whatever an earlier temporary file's mode") {
+  clusterd::test::TempDir dir("cd-files");
+  const std::string home = dir.file("home");
+  REQUIRE(::mkdir(home.c_str(), 0700) == 0);
+  DaemonUnderTest d(home);
+  auto app = testApp("first", 1, 0, {});
+  app.spec.env["SECRET_TOKEN"] = "t0ps3cret";
+  REQUIRE(d.start(app)["ok"] == true);
+  REQUIRE(d.waitOnline("first", 1));
+  // A temporary file left behind by an interrupted save, readable by all.
+  const std::string tmp = dumpPath(home) + ".tmp";
+  clusterd::test::writeFile(tmp, "{}");
+  REQUIRE(::chmod(tmp.c_str(), 0644) == 0);
+  REQUIRE(d.call({{"cmd", "save"}})["ok"] == true);
+  struct stat st{};
+  REQUIRE(::stat(dumpPath(home).c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(readFile(dumpPath(home)).find("t0ps3cret") != std::string::npos);
+}
+
 TEST_CASE("daemon.log is rotated past its size and a repeated line is written once with a count") {
   clusterd::test::TempDir home("cd-daemonlog");
   clusterd::test::RunOptions options;

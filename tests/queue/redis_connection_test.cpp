@@ -38,6 +38,17 @@ TEST_CASE("redis urls parse host, port, credentials, db and unix sockets") {
   CHECK_FALSE(parseRedisUrl("redis://h:99999"));
 }
 
+TEST_CASE("an invalid redis url is reported without its password") {
+  auto bad_port = parseRedisUrl("redis://admin:hunter2@example.org:99999/0");
+  REQUIRE_FALSE(bad_port);
+  CHECK(bad_port.error().message.find("hunter2") == std::string::npos);
+  CHECK(bad_port.error().message.find("example.org:99999") != std::string::npos);
+  CHECK(bad_port.error().message.find("port must be") != std::string::npos);
+  auto bad_db = parseRedisUrl("redis://:s3cret@h/x");
+  REQUIRE_FALSE(bad_db);
+  CHECK(bad_db.error().message.find("s3cret") == std::string::npos);
+}
+
 TEST_CASE("commands issued before the connection is up get their replies in order") {
   test::RedisServer redis;
   test::TestLoop loop;
