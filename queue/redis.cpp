@@ -201,16 +201,27 @@ void RedisConnection::startAttempt() {
   ac->data = this;
   redisAsyncSetConnectCallback(ac, &RedisConnection::onConnected);
   redisAsyncSetDisconnectCallback(ac, &RedisConnection::onDisconnected);
-  uv_timer_start(
-      timer_.get(),
-      [](uv_timer_t* t) {
-        auto* self = static_cast<RedisConnection*>(t->data);
-        if (self->state_ == State::kConnecting || self->state_ == State::kHandshake) {
-          self->freeContext();
-          self->attemptFailed(fmt::format("no answer within {} ms", self->options_.connect_timeout_ms));
-        }
-      },
-      options_.connect_timeout_ms, 0);
+  connect_deadline_checked_ = false;
+  connect_due_ms_ = uv_now(loop_) + static_cast<uint64_t>(options_.connect_timeout_ms);
+  uv_timer_start(timer_.get(), &RedisConnection::onConnectDeadline, options_.connect_timeout_ms, 0);
+}
+
+// libuv runs due timers before it reads the sockets, so when the loop was
+// held up (a long synchronous task, a stopped process) the deadline fires
+// before an answer already waiting is read. A deadline that fires well past
+// its time is therefore given one more full period, in which the loop reads
+// the socket, before the attempt is declared failed.
+void RedisConnection::onConnectDeadline(uv_timer_t* t) {
+  auto* self = static_cast<RedisConnection*>(t->data);
+  if (self->state_ != State::kConnecting && self->state_ != State::kHandshake) return;
+  constexpr uint64_t kLateMs = 100;
+  if (!self->connect_deadline_checked_ && uv_now(self->loop_) > self->connect_due_ms_ + kLateMs) {
+    self->connect_deadline_checked_ = true;
+    uv_timer_start(t, &RedisConnection::onConnectDeadline, self->options_.connect_timeout_ms, 0);
+    return;
+  }
+  self->freeContext();
+  self->attemptFailed(fmt::format("no answer within {} ms", self->options_.connect_timeout_ms));
 }
 
 void RedisConnection::onConnected(const redisAsyncContext* ac, int status) {

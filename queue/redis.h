@@ -120,6 +120,7 @@ class RedisConnection {
   void flushFailures();
   void freeContext();
   static void onConnected(const redisAsyncContext* ac, int status);
+  static void onConnectDeadline(uv_timer_t* t);
   static void onDisconnected(const redisAsyncContext* ac, int status);
   static void onReply(redisAsyncContext* ac, void* reply, void* privdata);
 
@@ -138,6 +139,8 @@ class RedisConnection {
   std::minstd_rand rng_{std::random_device{}()};
   uint64_t reconnects_ = 0;
   bool was_ready_ = false;
+  uint64_t connect_due_ms_ = 0;           // loop time the connect deadline is due
+  bool connect_deadline_checked_ = false;  // a late deadline already got its second period
   bool dropping_ = false;        // closing a ready socket after a READONLY reply
   bool expect_primary_ = false;  // a write was refused as READONLY: wait for a primary
   std::string last_error_;

@@ -62,6 +62,22 @@ TEST_CASE("commands issued before the connection is up get their replies in orde
   CHECK(conn.ready());
 }
 
+TEST_CASE("a connection whose loop was held up past the connect timeout reads Redis's answer before judging") {
+  test::RedisServer redis;
+  test::TestLoop loop;
+  RedisConnection conn(loop.get(), addressOf(redis), RedisOptions{.connect_timeout_ms = 200});
+  std::optional<Reply> pong;
+  conn.command({"PING"}, [&](const Reply& r) { pong = r; });
+  // The connect has started; the loop is held (as a long synchronous task
+  // would hold it) while Redis answers.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  REQUIRE(loop.runUntil([&] { return pong.has_value(); }));
+  CHECK_FALSE(pong->isError());
+  CHECK(conn.ready());
+  CHECK(conn.reconnects() == 0);
+  CHECK(conn.lastError().empty());
+}
+
 TEST_CASE("commands fail fast with the address while redis is down, and work again after it returns") {
   test::RedisServer redis;
   test::TestLoop loop;
