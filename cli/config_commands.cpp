@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -31,12 +32,26 @@ std::string instancesText(const config::AppSpec& a) {
   return std::to_string(a.instances);
 }
 
+// The LISTEN column: the app's `listen`, and its instances' health ports
+// (`127.0.0.1:8081-8082 (health)` for two instances).
+std::string listenText(const config::AppSpec& a) {
+  std::string text = a.listen ? a.listen->text : "";
+  if (a.worker.health_listen) {
+    const config::ListenAddress& h = *a.worker.health_listen;
+    int last = h.port + std::max(1, a.instances) - 1;
+    std::string ports =
+        last == h.port ? std::to_string(h.port) : fmt::format("{}-{}", h.port, last);
+    if (!text.empty()) text += ", ";
+    text += fmt::format("{}:{} (health)", h.text.substr(0, h.text.rfind(':')), ports);
+  }
+  return text.empty() ? "-" : text;
+}
+
 void printTable(const config::Ecosystem& eco) {
   std::vector<std::array<std::string, 5>> rows;
   rows.push_back({"NAME", "MODE", "INSTANCES", "LISTEN", "MEMORY LIMIT"});
   for (const auto& a : eco.apps) {
-    rows.push_back({a.name, modeText(a.exec_mode), instancesText(a),
-                    a.listen ? a.listen->text : "-",
+    rows.push_back({a.name, modeText(a.exec_mode), instancesText(a), listenText(a),
                     a.max_memory_restart ? config::formatMemory(a.max_memory_restart) : "-"});
   }
   std::array<size_t, 5> width{};
@@ -78,6 +93,8 @@ int runValidate(const ValidateArgs& args, const CliContext& ctx) {
              {"exec_mode", modeText(a.exec_mode)},
              {"instances", a.instances},
              {"listen", a.listen ? nlohmann::json(a.listen->text) : nlohmann::json()},
+             {"health_listen", a.worker.health_listen ? nlohmann::json(a.worker.health_listen->text)
+                                                      : nlohmann::json()},
              {"max_memory_restart", a.max_memory_restart}});
       }
     }

@@ -1,6 +1,11 @@
 // `clusterd worker`: runs the built-in worker (HTTP front, job API, queue
 // consumer) in this process, standalone from flags or as an ecosystem app
 // (`--ecosystem FILE --app NAME`, which is how the master launches it).
+//
+// What it serves follows from what it is given: a socket (LISTEN_FDS) or a
+// listen address gives it its HTTP front; queues without either make it a
+// consumer alone; a health address adds a listener for /health and /metrics
+// on the base port plus this instance's number (CLUSTERD_INSTANCE).
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,6 +37,7 @@ void installWorkerExtensions(worker::Worker& w) {
 
 struct WorkerFlags {
   std::string listen;
+  std::string health_listen;
   std::string queues;
   int concurrency = 0;
   std::string ecosystem;
@@ -169,6 +175,24 @@ bool parseQueues(const std::string& text, int concurrency, std::map<std::string,
   return true;
 }
 
+// "HOST:PORT", "[V6]:PORT" or ":PORT" (every IPv4 address); false when the
+// port is not a number from `min_port` to 65535.
+bool parseHostPort(const std::string& text, int min_port, std::string& host, int& port) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string digits = text.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  port = std::atoi(digits.c_str());
+  if (port < min_port || port > 65535) return false;
+  host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host.empty()) host = "0.0.0.0";
+  return true;
+}
+
 int usage(CliContext& ctx, const std::string& message) {
   std::cerr << "clusterd worker: " << message << "\n";
   ctx.exit_code = kExitUsage;
@@ -177,6 +201,9 @@ int usage(CliContext& ctx, const std::string& message) {
 
 int runWorker(CliContext& ctx, const WorkerFlags& f) {
   worker::WorkerOptions o;
+  // The app's `listen` asks for a front even when it is a Unix socket, which
+  // only the master can hand over.
+  bool wants_front = !f.listen.empty();
   if (!f.ecosystem.empty()) {
     if (f.app.empty()) return usage(ctx, "--ecosystem needs --app NAME");
     config::LoadOptions lo;
@@ -195,6 +222,7 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
     o.name = app->name;
     o.spec = app->worker;
     o.kill_timeout = app->kill_timeout;
+    wants_front = wants_front || app->listen.has_value();
     if (app->listen && app->listen->kind == config::ListenAddress::Kind::kTcp) {
       o.listen_host = app->listen->host;
       o.listen_port = app->listen->port;
@@ -214,14 +242,43 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
   if (!f.name.empty()) o.name = f.name;
 
   if (!f.listen.empty()) {
-    size_t colon = f.listen.rfind(':');
-    if (colon == std::string::npos) return usage(ctx, "--listen wants HOST:PORT, e.g. 127.0.0.1:8080");
-    std::string host = f.listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    int port = std::atoi(f.listen.c_str() + colon + 1);
-    if (port < 0 || port > 65535) return usage(ctx, "--listen: port out of range");
-    o.listen_host = host.empty() ? "0.0.0.0" : host;
+    std::string host;
+    int port = 0;
+    if (!parseHostPort(f.listen, 0, host, port))
+      return usage(ctx, "--listen wants HOST:PORT with a port up to 65535, e.g. 127.0.0.1:8080");
+    o.listen_host = host;
     o.listen_port = static_cast<uint16_t>(port);
+  }
+  // The master numbers the instances of an app 0, 1, ... (CLUSTERD_INSTANCE).
+  if (const char* text = std::getenv("CLUSTERD_INSTANCE"); text && *text) {
+    char* end = nullptr;
+    long n = std::strtol(text, &end, 10);
+    if (*end != '\0' || n < 0 || n > 65535)
+      return usage(ctx, fmt::format("CLUSTERD_INSTANCE={} is not an instance number (0, 1, ...); "
+                                    "unset it or fix it",
+                                    text));
+    o.instance = static_cast<int>(n);
+  }
+  {
+    std::string host;
+    int base = 0;
+    if (!f.health_listen.empty()) {
+      if (!parseHostPort(f.health_listen, 1, host, base))
+        return usage(ctx,
+                     "--health-listen wants HOST:PORT with a base port from 1 to 65535, e.g. "
+                     "127.0.0.1:9100");
+    } else if (o.spec.health_listen) {
+      host = o.spec.health_listen->host;
+      base = o.spec.health_listen->port;
+    }
+    if (base > 0) {
+      if (base + o.instance > 65535)
+        return usage(ctx, fmt::format("the health listener of instance {} would be on port {} + "
+                                      "{}, past 65535; lower the base port",
+                                      o.instance, base, o.instance));
+      o.health_host = host;
+      o.health_port = static_cast<uint16_t>(base + o.instance);
+    }
   }
   if (!f.queues.empty() && !parseQueues(f.queues, f.concurrency > 0 ? f.concurrency : 10, o.spec.queues)) {
     return usage(ctx, "--queues wants q1,q2 or q1:10,q2:5");
@@ -293,7 +350,29 @@ int runWorker(CliContext& ctx, const WorkerFlags& f) {
     unsetenv("LISTEN_FDNAMES");
   }
   if (o.listen_fd < 0 && f.listen.empty() && o.listen_port == 0) {
-    return usage(ctx, "no socket to serve: pass --listen HOST:PORT (or run under the master)");
+    if (wants_front)
+      return usage(ctx, "no socket to serve: app '" + o.name +
+                            "' listens where only the master can bind; run it under the master "
+                            "or pass --listen HOST:PORT");
+    if (o.spec.queues.empty())
+      return usage(ctx,
+                   "nothing to do: pass --listen HOST:PORT to serve HTTP, --queues Q[:N],... to "
+                   "consume jobs (with --redis URL), or both");
+    if (!f.job_api.empty())
+      return usage(ctx,
+                   "--job-api needs --listen HOST:PORT: the job API is served on the worker's "
+                   "front, which a queue-only worker does not have (--health-listen serves "
+                   "/health and /metrics alone)");
+    if (o.spec.job_api.enabled) {
+      // From the file, where `clusterd validate` warns about it too.
+      log::warn("worker",
+                "app '{}' has http.job_api but no listen address: the job API is off (add "
+                "`listen` to serve it)",
+                o.name);
+      o.spec.job_api = {};
+    }
+    // Queues and no address: the consumers run alone.
+    o.front = worker::Front::kNone;
   }
 
   ::signal(SIGPIPE, SIG_IGN);
@@ -326,16 +405,27 @@ void addWorkerCommands(CLI::App& app, CliContext& ctx) {
   CLI::App* cmd = app.add_subcommand(
       "worker",
       "Run the built-in worker: HTTP job API, /health, /metrics and queue consumers.\n"
+      "With --queues and no --listen (and no socket from the master) it runs only its\n"
+      "consumers; --health-listen then gives each instance its own /health and /metrics.\n"
       "\n"
       "Examples:\n"
       "  clusterd worker --listen 127.0.0.1:8080 --redis redis://127.0.0.1:6379\n"
-      "  clusterd worker --listen :8080 --queues orders:20,email:5 --postgres postgresql://localhost/shop\n"
-      "  clusterd worker --ecosystem ecosystem/shop.yaml --app api --env production\n"
+      "  clusterd worker --listen :8080 --queues orders:20,email:5 --postgres "
+      "postgresql://localhost/shop\n"
+      "  clusterd worker --queues orders:50 --redis redis://127.0.0.1:6379 --health-listen "
+      "127.0.0.1:9100\n"
+      "  clusterd worker --ecosystem ecosystem/shop.yaml --app shop-api --env production\n"
       "\n"
       "Signals: SIGTERM/SIGINT drain (stop accepting, finish requests and jobs) and exit 0.\n"
-      "Exit codes: 0 drained, 100 usage, 111 cannot listen or start.");
+      "Exit codes: 0 drained, 100 usage (also: neither --listen nor --queues), 111 cannot\n"
+      "listen or start.");
   cmd->fallthrough();
-  cmd->add_option("--listen", f->listen, "HOST:PORT to listen on (ignored when LISTEN_FDS passes a socket)");
+  cmd->add_option("--listen", f->listen,
+                  "HOST:PORT to listen on (ignored when LISTEN_FDS passes a socket); with neither, "
+                  "a worker with --queues only consumes");
+  cmd->add_option("--health-listen", f->health_listen,
+                  "HOST:PORT for /health and /metrics alone; instance N (CLUSTERD_INSTANCE) "
+                  "takes port + N");
   cmd->add_option("--queues", f->queues, "Queues to consume: q1,q2 or q1:10,q2:5 (concurrency per queue)");
   cmd->add_option("--concurrency", f->concurrency, "Jobs run at once per queue (default 10)");
   cmd->add_option("--ecosystem", f->ecosystem, "Ecosystem file to read this worker's settings from");

@@ -1,5 +1,6 @@
 // The per-app keys of an ecosystem file: PM2's names and units, plus
-// clusterd's `listen`, `watchdog`, log rotation and built-in worker keys.
+// clusterd's `listen`, `watchdog`, log rotation and built-in worker keys
+// (`queues`, `health_listen`, `http`).
 //
 // Design: a table maps each key to its reader, so the list of known keys
 // (for "did you mean") and the readers cannot drift apart. Checks that need
@@ -197,6 +198,11 @@ const std::vector<Field<AppDraft>>& appFields() {
          d.worker_keys.emplace_back("queues", e.key_node.Mark());
          readWorkerQueues(r, e, p, d.spec.worker);
        }},
+      {"health_listen", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
+         d.worker_keys.emplace_back("health_listen", e.key_node.Mark());
+         d.health_listen_at = at(e);
+         readHealthListen(r, e, p, d.base_dir, d.spec.worker);
+       }},
       {"http", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.worker_keys.emplace_back("http", e.key_node.Mark());
          readWorkerHttp(r, e, p, d.spec.worker);
@@ -278,6 +284,18 @@ void finishApp(Reader& r, AppDraft& d) {
             "a builtin:worker app with neither `listen` nor `queues` would do nothing; add one");
   }
   if (s.builtin_worker) checkJobApi(r, s, d.at, d.path);
+  if (s.builtin_worker && s.worker.job_api.enabled && !s.listen && d.listen_at.is_null()) {
+    YAML::Mark http_at = d.at;
+    for (const auto& [key, mark] : d.worker_keys)
+      if (key == "http") http_at = mark;
+    // A warning: the same app may run standalone with `clusterd worker
+    // --listen`, which gives it the front the file does not.
+    r.warning(http_at, d.path + ".http.job_api",
+              fmt::format("app `{}` has no `listen`, and the job API is served only there "
+                          "(health_listen serves /health and /metrics alone), so under the "
+                          "master it is off; add `listen` or remove `job_api`",
+                          s.name));
+  }
   if (!s.cwd.empty()) s.cwd = absolutePath(s.cwd, d.base_dir);
   const std::string& dir = s.cwd.empty() ? d.base_dir : s.cwd;
   if (!s.out_file.empty()) s.out_file = absolutePath(s.out_file, d.base_dir);

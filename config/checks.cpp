@@ -1,6 +1,6 @@
-// Checks that span apps (unique names, no two apps on one address, the
-// `--env` name exists), `listen` parsing, `instances` resolution and path
-// normalisation.
+// Checks that span apps (unique names, no two apps on one address or
+// health port, the `--env` name exists), `listen` parsing, `instances`
+// resolution and path normalisation.
 #include <fmt/format.h>
 
 #include <arpa/inet.h>
@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 
@@ -24,16 +25,85 @@ bool sameFamily(const std::string& a, const std::string& b) {
   return (a.find(':') != std::string::npos) == (b.find(':') != std::string::npos);
 }
 
-// Two TCP addresses collide when the ports match and the hosts overlap: the
-// same address, or either is the wildcard of the same family (the kernel
-// would refuse the second bind). [::] also covers IPv4 on Linux by default.
+// Two TCP hosts overlap when they are the same address, or either is the
+// wildcard of the same family (the kernel would refuse the second bind).
+// [::] also covers IPv4 on Linux by default.
+bool hostsOverlap(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  if (a == "::" || b == "::") return true;
+  return (isWildcard(a) || isWildcard(b)) && sameFamily(a, b);
+}
+
+// Two addresses collide when the ports match and the hosts overlap, or when
+// they are the same Unix socket path.
 bool overlaps(const ListenAddress& a, const ListenAddress& b) {
   if (a.kind != b.kind) return false;
   if (a.kind == ListenAddress::Kind::kUnix) return a.path == b.path;
-  if (a.port != b.port) return false;
-  if (a.host == b.host) return true;
-  if (a.host == "::" || b.host == "::") return true;
-  return (isWildcard(a.host) || isWildcard(b.host)) && sameFamily(a.host, b.host);
+  return a.port == b.port && hostsOverlap(a.host, b.host);
+}
+
+// The ports an app's instances take on its `health_listen`: base to
+// base + instances - 1 (may pass 65535; checkHealthListen reports that).
+struct PortRange {
+  int first = 0;
+  int last = 0;
+  std::string text() const {
+    return first == last ? std::to_string(first) : fmt::format("{}-{}", first, last);
+  }
+  bool contains(int port) const { return port >= first && port <= last; }
+  bool overlaps(const PortRange& o) const { return first <= o.last && o.first <= last; }
+};
+
+PortRange healthPorts(const AppSpec& s) {
+  int base = s.worker.health_listen->port;
+  return {base, base + std::max(1, s.instances) - 1};
+}
+
+// `health_listen` once `instances` is resolved: the instances' ports stay
+// within 65535 and collide with no app's `listen` (its own included) and
+// no other app's health ports. SO_REUSEPORT would not refuse such a second
+// bind, and the kernel would split one port between two programs.
+void checkHealthListen(Reader& r, const std::vector<AppDraft>& drafts) {
+  for (size_t i = 0; i < drafts.size(); ++i) {
+    const AppSpec& s = drafts[i].spec;
+    if (!s.builtin_worker || !s.worker.health_listen) continue;
+    const ListenAddress& h = *s.worker.health_listen;
+    const std::string field = drafts[i].path + ".health_listen";
+    const YAML::Mark& at = drafts[i].health_listen_at;
+    PortRange mine = healthPorts(s);
+    if (mine.last > 65535) {
+      r.error(at, field,
+              fmt::format("instance N of `{}` listens on port {} + N, so its {} instances need "
+                          "ports {}, past 65535; lower the base port",
+                          s.name, mine.first, s.instances, mine.text()));
+      continue;
+    }
+    for (size_t j = 0; j < drafts.size(); ++j) {
+      const AppSpec& o = drafts[j].spec;
+      if (!o.listen || o.listen->kind != ListenAddress::Kind::kTcp) continue;
+      if (!mine.contains(o.listen->port) || !hostsOverlap(h.host, o.listen->host)) continue;
+      r.error(at, field,
+              fmt::format("the health ports of `{}` ({} on {}, one per instance) take `{}`, the "
+                          "`listen` of app `{}` ({}.listen at line {}); move the base port",
+                          s.name, mine.text(), h.host, o.listen->text, o.name, drafts[j].path,
+                          drafts[j].listen_at.line + 1));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      const AppSpec& o = drafts[j].spec;
+      if (!o.builtin_worker || !o.worker.health_listen ||
+          !hostsOverlap(h.host, o.worker.health_listen->host))
+        continue;
+      PortRange theirs = healthPorts(o);
+      if (!mine.overlaps(theirs)) continue;
+      r.error(at, field,
+              fmt::format("the health ports of `{}` ({} on {}, one per instance) overlap those of "
+                          "app `{}` ({} on {}; {}.health_listen at line {}); give each app its "
+                          "own range",
+                          s.name, mine.text(), h.host, o.name, theirs.text(),
+                          o.worker.health_listen->host, drafts[j].path,
+                          drafts[j].health_listen_at.line + 1));
+    }
+  }
 }
 
 bool isNumber(const std::string& s) {
@@ -161,6 +231,7 @@ void checkApps(Reader& r, std::vector<AppDraft>& drafts, const LoadOptions& opti
       r.warning(d.gid_at, d.path + ".gid", fmt::format("no group `{}` on this machine", s.gid));
     }
   }
+  checkHealthListen(r, drafts);
 }
 
 }  // namespace clusterd::config

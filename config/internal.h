@@ -23,6 +23,7 @@ struct AppDraft {
   YAML::Mark name_at = YAML::Mark::null_mark();
   YAML::Mark script_at = YAML::Mark::null_mark();
   YAML::Mark listen_at = YAML::Mark::null_mark();
+  YAML::Mark health_listen_at = YAML::Mark::null_mark();
   YAML::Mark uid_at = YAML::Mark::null_mark();
   YAML::Mark gid_at = YAML::Mark::null_mark();
   bool has_name = false;
@@ -41,9 +42,11 @@ struct AppDraft {
 void readApp(Reader& r, const YAML::Node& node, size_t index, const LoadOptions& options,
              AppDraft& draft);
 
-// The builtin:worker keys of an app: `queues` and `http`.
+// The builtin:worker keys of an app: `queues`, `health_listen` and `http`.
 void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path,
                       WorkerSpec& worker);
+void readHealthListen(Reader& r, const Reader::Entry& e, const std::string& path,
+                      const std::string& base_dir, WorkerSpec& worker);
 void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& worker);
 // An app whose job API has no token must listen on loopback only.
 void checkJobApi(Reader& r, const AppSpec& app, const YAML::Mark& at, const std::string& path);
@@ -66,8 +69,8 @@ void readMailSection(Reader& r, const Reader::Entry& e, const std::string& base_
                      MailSection& out);
 void readHandlersSection(Reader& r, const Reader::Entry& e, std::vector<HandlerSpec>& out);
 
-// Checks across apps (names, listen addresses, --env) and resolution of
-// `instances` against `cores`.
+// Checks across apps (names, listen and health_listen addresses, --env) and
+// resolution of `instances` against `cores`.
 void checkApps(Reader& r, std::vector<AppDraft>& drafts, const LoadOptions& options, int cores);
 
 // "orders", "email.batch": queue and job names clusterd accepts.

@@ -51,7 +51,8 @@ constexpr Pm2Key kPm2Keys[] = {
     {"log_type", Verdict::kReject, "log lines are written as the program prints them"},
     {"pid_file", Verdict::kReject, "`clusterd status --json` reports every pid"},
     {"increment_var", Verdict::kReject,
-     "use CLUSTERD_INSTANCE or NODE_APP_INSTANCE, which every instance gets"},
+     "use CLUSTERD_INSTANCE or NODE_APP_INSTANCE, which every instance gets (the built-in "
+     "worker's `health_listen` adds it to its port)"},
     {"instance_var", Verdict::kReject,
      "every instance gets CLUSTERD_INSTANCE and NODE_APP_INSTANCE (instance_var: NODE_APP_INSTANCE "
      "is accepted)"},

@@ -55,6 +55,10 @@ struct JobApiSpec {
 
 struct WorkerSpec {
   std::map<std::string, int> queues;  // queue name -> concurrency
+  // `health_listen`: a TCP base address on which instance N serves only
+  // /health and /metrics at port + N, so each instance can be scraped on its
+  // own (PM2's `increment_var` idea). Absent = no such listener.
+  std::optional<ListenAddress> health_listen;
   uint64_t max_body_bytes = 1 << 20;
   uint64_t max_unsent_bytes = 1 << 20;  // a connection's unsent responses before reading pauses
   uint64_t max_header_bytes = 16 << 10;

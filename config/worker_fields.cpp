@@ -1,6 +1,7 @@
 // The built-in worker's keys of an app (`script: builtin:worker`): `queues`
-// (queue name -> concurrency) and `http` (limits, access log, bearer-token
-// auth, rate-limit tiers, trusted proxies and the job API of its HTTP front).
+// (queue name -> concurrency), `health_listen` (the per-instance address of
+// /health and /metrics) and `http` (limits, access log, bearer-token auth,
+// rate-limit tiers, trusted proxies and the job API of its HTTP front).
 #include <fmt/format.h>
 
 #include <set>
@@ -226,6 +227,30 @@ void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path
     if (auto n = r.integer(q.value, at(q), p, 1, 10'000))
       worker.queues[q.key] = static_cast<int>(*n);
   }
+}
+
+// Only host:port: each instance adds its number to the port, which a Unix
+// socket path has no counterpart for. The range the instances take is
+// checked once `instances` is resolved (checkApps).
+void readHealthListen(Reader& r, const Reader::Entry& e, const std::string& path,
+                      const std::string& base_dir, WorkerSpec& worker) {
+  auto t = r.text(e.value, at(e), path, "`host:port` (instance N listens on port + N)");
+  if (!t) return;
+  std::string why;
+  auto addr = parseListen(*t, base_dir, why);
+  if (!addr) {
+    r.error(at(e), path, why + " (instance N listens on port + N)");
+    return;
+  }
+  if (addr->kind != ListenAddress::Kind::kTcp) {
+    r.error(at(e), path,
+            fmt::format("expected `host:port`, got the Unix socket path `{}`: each instance "
+                        "listens on the base port plus its number (127.0.0.1:9100 gives "
+                        "instance 0 port 9100, instance 1 port 9101)",
+                        *t));
+    return;
+  }
+  worker.health_listen = std::move(*addr);
 }
 
 void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path,

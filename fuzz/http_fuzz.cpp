@@ -69,8 +69,8 @@ struct Env {
     worker = std::make_unique<Worker>(loop, o);
     addRoutes(worker->router());
     if (!worker->start()) die("the worker did not start");
-    for (int i = 0; i < 1000 && !worker->server().accepting(); ++i) uv_run(loop, UV_RUN_ONCE);
-    if (!worker->server().accepting()) die("the worker does not accept connections");
+    for (int i = 0; i < 1000 && !worker->server()->accepting(); ++i) uv_run(loop, UV_RUN_ONCE);
+    if (!worker->server()->accepting()) die("the worker does not accept connections");
   }
 
   static void addRoutes(Router& router) {
@@ -145,7 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   ::close(fd);
-  while (e.worker->server().stats().open > 0) {
+  while (e.worker->server()->stats().open > 0) {
     uv_run(e.loop, UV_RUN_ONCE);
     if (now() > deadline) {
       std::fprintf(stderr, "http fuzz: the worker kept a closed client's connection\n");

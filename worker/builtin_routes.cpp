@@ -1,5 +1,6 @@
-// The worker's own routes: GET /health and GET /metrics. The job API routes
-// (/v1/queues/...) are in queue_routes.cpp.
+// The worker's own routes: GET /health and GET /metrics, and the health
+// listener's dispatch, which serves those two and nothing else. The job API
+// routes (/v1/queues/...) are in queue_routes.cpp.
 #include <string_view>
 
 #include <fmt/format.h>
@@ -38,15 +39,35 @@ void Worker::installBuiltinRoutes() {
   router_.get("/metrics", [this](const Request&, Responder res) {
     static constexpr std::string_view kType = "text/plain; version=0.0.4; charset=utf-8";
     if (!queues_) {
-      res.send(200, metrics_.render(server_->stats().open, {}), kType);
+      res.send(200, metrics_.render(openConnections(), {}), kType);
       return;
     }
     queues_->renderMetrics([this, res](std::string extra) mutable {
-      res.send(200, metrics_.render(server_->stats().open, extra), kType);
+      res.send(200, metrics_.render(openConnections(), extra), kType);
     });
   });
 
   if (queues_) installQueueRoutes(*this);
+}
+
+// The health listener shares the router (so its requests count under the
+// same route labels in /metrics) but answers only the monitoring routes:
+// the job API and the modules' routes stay on the front, behind its auth and
+// rate limits.
+void Worker::dispatchHealth(const std::shared_ptr<Exchange>& ex) {
+  Request& req = ex->req;
+  Responder res(ex);
+  if (req.path != "/health" && req.path != "/metrics") {
+    res.error(404, "this address serves only /health and /metrics");
+    return;
+  }
+  Router::Match m = router_.match(req.method, req.path);
+  ex->route = m.route;
+  if (m.route < 0) {
+    res.header("Allow", m.allow).error(405, "method not allowed on this path");
+    return;
+  }
+  router_.routes()[static_cast<size_t>(m.route)].handler(req, res);
 }
 
 }  // namespace clusterd::worker

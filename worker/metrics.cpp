@@ -81,6 +81,10 @@ std::string promLabel(std::string_view v) {
 std::string Metrics::render(uint64_t open_connections, std::string_view extra) const {
   std::string out;
   out.reserve(4096);
+  out += "# HELP clusterd_worker_info This worker process: its app and instance number.\n";
+  out += "# TYPE clusterd_worker_info gauge\n";
+  out += fmt::format("clusterd_worker_info{{app=\"{}\",instance=\"{}\"}} 1\n", promLabel(app_),
+                     instance_);
   out += "# HELP clusterd_http_requests_total HTTP requests answered, by route pattern and status.\n";
   out += "# TYPE clusterd_http_requests_total counter\n";
   for (const RouteSlot& s : routes_) {

@@ -24,6 +24,12 @@ class Metrics {
   static constexpr std::array<double, 14> kBuckets = {
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+  // Which process this is: `clusterd_worker_info{app,instance} 1`, so the
+  // instances scraped on their own health ports tell themselves apart.
+  void setIdentity(std::string app, int instance) {
+    app_ = std::move(app);
+    instance_ = instance;
+  }
   // Route labels by router index; index -1 is "unmatched".
   void setRoutes(const std::vector<std::string>& patterns);
   void recordRequest(int route, int status, double seconds);
@@ -52,6 +58,8 @@ class Metrics {
   };
   RouteSlot& slot(int route);
 
+  std::string app_ = "worker";
+  int instance_ = 0;
   std::vector<RouteSlot> routes_;  // [0] = unmatched, [i+1] = router index i
   std::vector<Source> sources_;
   uint64_t requests_ = 0;

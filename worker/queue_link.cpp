@@ -63,14 +63,16 @@ Result<void> QueueLink::start(std::function<void()> on_connected,
   }
   if (!consumer_) return success();
   std::string queues = fmt::format("{}", fmt::join(consumed_, ", "));
-  consumer_->start([queues, alive, on_fatal = std::move(on_fatal)](Result<void> r) {
+  consumer_->start([this, queues, alive, announce, on_fatal = std::move(on_fatal)](Result<void> r) {
     if (alive.expired()) return;
     if (!r) {
       log::error("worker", "cannot consume {}: {}", queues, r.error().message);
       if (on_fatal) on_fatal(r.error());
       return;
     }
+    consuming_ = true;
     log::info("worker", "consuming {}", queues);
+    announce();
   });
   return success();
 }

@@ -46,11 +46,14 @@ class QueueLink {
   ~QueueLink();
 
   // Starts the consumer (if any); `on_connected` runs when Redis answers
-  // (after every reconnection). Fails at once when the Redis URL is
-  // malformed; `on_fatal` runs later if the consumer refuses to start
-  // (queue.strict on a Redis that may lose jobs).
+  // (after every reconnection) and once more when the consumer has started.
+  // Fails at once when the Redis URL is malformed; `on_fatal` runs later if
+  // the consumer refuses to start (queue.strict on a Redis that may lose
+  // jobs).
   Result<void> start(std::function<void()> on_connected, std::function<void(const Error&)> on_fatal);
   bool connected() const;
+  // The consumer passed its start-up check and reserves jobs.
+  bool consuming() const { return consuming_; }
   void ping(std::chrono::milliseconds timeout, std::function<void(std::string error)> done);
 
   // Null when the Redis URL was malformed.
@@ -79,6 +82,7 @@ class QueueLink {
   std::unique_ptr<queue::Client> client_;
   std::unique_ptr<queue::Consumer> consumer_;
   std::vector<std::string> consumed_;
+  bool consuming_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

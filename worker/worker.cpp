@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
@@ -19,20 +20,18 @@ namespace clusterd::worker {
 
 Worker::Worker(uv_loop_t* loop, WorkerOptions options)
     : loop_(loop), options_(std::move(options)) {
-  ServerLimits lim;
-  lim.max_header_bytes = options_.spec.max_header_bytes;
-  lim.max_body_bytes = options_.spec.max_body_bytes;
-  lim.request_timeout_ms = static_cast<uint64_t>(options_.spec.request_timeout.count());
-  lim.keepalive_timeout_ms = static_cast<uint64_t>(options_.spec.keepalive_timeout.count());
-  lim.max_connections = options_.spec.max_connections;
-  lim.max_unsent_bytes = options_.spec.max_unsent_bytes;
-  for (const std::string& p : options_.spec.trusted_proxies) {
-    // Validated when the settings were read (config/worker_fields.cpp, the CLI).
-    if (auto c = parseCidr(p)) lim.trusted_proxies.push_back(*c);
+  auto observer = [this](const Exchange& ex, size_t bytes) { observe(ex, bytes); };
+  if (options_.front == Front::kServe) {
+    server_ = std::make_unique<Server>(
+        loop_, serverLimits(), [this](const std::shared_ptr<Exchange>& ex) { dispatch(ex); },
+        observer);
   }
-  server_ = std::make_unique<Server>(
-      loop_, lim, [this](const std::shared_ptr<Exchange>& ex) { dispatch(ex); },
-      [this](const Exchange& ex, size_t bytes) { observe(ex, bytes); });
+  if (!options_.health_host.empty()) {
+    health_server_ = std::make_unique<Server>(
+        loop_, serverLimits(), [this](const std::shared_ptr<Exchange>& ex) { dispatchHealth(ex); },
+        observer);
+  }
+  metrics_.setIdentity(options_.name, options_.instance);
   health_ = std::make_unique<HealthCache>(loop_, options_.health_timeout);
 
   if (!options_.postgres_url.empty()) {
@@ -55,6 +54,40 @@ Worker::Worker(uv_loop_t* loop, WorkerOptions options)
 
 Worker::~Worker() = default;
 
+ServerLimits Worker::serverLimits() const {
+  ServerLimits lim;
+  lim.max_header_bytes = options_.spec.max_header_bytes;
+  lim.max_body_bytes = options_.spec.max_body_bytes;
+  lim.request_timeout_ms = static_cast<uint64_t>(options_.spec.request_timeout.count());
+  lim.keepalive_timeout_ms = static_cast<uint64_t>(options_.spec.keepalive_timeout.count());
+  lim.max_connections = options_.spec.max_connections;
+  lim.max_unsent_bytes = options_.spec.max_unsent_bytes;
+  for (const std::string& p : options_.spec.trusted_proxies) {
+    // Validated when the settings were read (config/worker_fields.cpp, the CLI).
+    if (auto c = parseCidr(p)) lim.trusted_proxies.push_back(*c);
+  }
+  return lim;
+}
+
+uint64_t Worker::openConnections() const {
+  return (server_ ? server_->stats().open : 0) +
+         (health_server_ ? health_server_->stats().open : 0);
+}
+
+std::string Worker::whereabouts() const {
+  std::string where;
+  if (server_) {
+    where = "listening on " + server_->address();
+  } else {
+    const std::vector<std::string> none;
+    const auto& queues = queues_ ? queues_->consumedQueues() : none;
+    where = "consuming " +
+            (queues.empty() ? std::string("nothing") : fmt::format("{}", fmt::join(queues, ", ")));
+  }
+  if (health_server_) where += ", /health and /metrics on " + health_server_->address();
+  return where;
+}
+
 queue::Consumer* Worker::consumer() { return queues_ ? queues_->consumer() : nullptr; }
 queue::Client* Worker::queueClient() { return queues_ ? queues_->client() : nullptr; }
 
@@ -62,18 +95,31 @@ uint64_t Worker::uptimeMs() const { return uv_now(loop_) - started_ms_; }
 
 Result<void> Worker::start() {
   started_ms_ = uv_now(loop_);
-  Result<void> r = options_.listen_fd >= 0
-                       ? server_->listenFd(options_.listen_fd)
-                       : server_->listenTcp(options_.listen_host, options_.listen_port);
-  if (!r) return r;
   const config::JobApiSpec& api = options_.spec.job_api;
-  if (api.enabled && options_.job_api_token.empty() && options_.auth_token.empty() &&
-      !server_->loopbackOnly()) {
-    return Error{fmt::format(
-        "the job API (http.job_api) needs a bearer token on {}, which is not loopback only: set "
-        "job_api.token_env or job_api.token_file (--job-api-token-env, --job-api-token-file), or "
-        "listen on 127.0.0.1",
-        server_->address())};
+  if (server_) {
+    Result<void> r = options_.listen_fd >= 0
+                         ? server_->listenFd(options_.listen_fd)
+                         : server_->listenTcp(options_.listen_host, options_.listen_port);
+    if (!r) return r;
+    if (api.enabled && options_.job_api_token.empty() && options_.auth_token.empty() &&
+        !server_->loopbackOnly()) {
+      return Error{fmt::format(
+          "the job API (http.job_api) needs a bearer token on {}, which is not loopback only: set "
+          "job_api.token_env or job_api.token_file (--job-api-token-env, --job-api-token-file), "
+          "or listen on 127.0.0.1",
+          server_->address())};
+    }
+  } else if (api.enabled) {
+    return Error{
+        "the job API (http.job_api) is served on the worker's front, and this worker has none: "
+        "give it `listen` (--listen HOST:PORT), or drop the job API"};
+  }
+  if (health_server_) {
+    // Accepts at once: /health and /metrics tell the truth while Redis is
+    // still coming up too.
+    Result<void> r = health_server_->listenTcp(options_.health_host, options_.health_port);
+    if (r) r = health_server_->startAccepting();
+    if (!r) return Error{"health listener (health_listen, --health-listen): " + r.error().message};
   }
   listening_ = true;
   metrics_.setRoutes([&] {
@@ -164,32 +210,36 @@ Result<void> Worker::start() {
         }
       },
       static_cast<uint64_t>(options_.ready_wait.count()), 0);
-  if (!queues_) {
+  if (!queues_ && server_) {
     // Nothing to wait for: accept now, and fail the start if that fails.
     if (auto a = server_->startAccepting(); !a) return a;
   }
   maybeReady();
-  log::info("worker", "{} listening on {}", options_.name, server_->address());
+  log::info("worker", "{} {}", options_.name, whereabouts());
   return success();
 }
 
 void Worker::maybeReady() {
   if (ready_sent_ || !listening_) return;
   if (queues_ && !queues_->connected()) return;
+  // With no front, READY=1 says the consumers take jobs.
+  if (!server_ && queues_ && queues_->consumer() && !queues_->consuming()) return;
   ready("");
 }
 
 void Worker::ready(const std::string& status) {
   ready_sent_ = true;
   uv_timer_stop(ready_timer_.get());
-  if (auto a = server_->startAccepting(); !a) {
-    log::error("worker", "{}", a.error().message);
-    exit_code_ = 111;
-    finished_ = true;
-    uv_stop(loop_);
-    return;
+  if (server_) {
+    if (auto a = server_->startAccepting(); !a) {
+      log::error("worker", "{}", a.error().message);
+      exit_code_ = 111;
+      finished_ = true;
+      uv_stop(loop_);
+      return;
+    }
   }
-  notifier_.send("READY=1\nSTATUS=listening on " + server_->address() + status);
+  notifier_.send("READY=1\nSTATUS=" + whereabouts() + status);
 }
 
 int Worker::run() {
@@ -281,23 +331,24 @@ void Worker::report() {
   double lag = metrics_.takeLoopLagMs();
   uint64_t rss = residentBytes();
   QueueLink::Counts c = queues_ ? queues_->counts() : QueueLink::Counts{};
-  nlohmann::json stats = {{"requests", metrics_.requests()},
-                          {"jobs_done", c.done},
-                          {"jobs_failed", c.failed},
-                          {"in_flight", c.in_flight},
-                          {"connections", server_->stats().open},
-                          {"loop_lag_ms", static_cast<double>(static_cast<int64_t>(lag * 100)) / 100},
-                          {"rss", rss}};
+  nlohmann::json stats = {
+      {"requests", metrics_.requests()},
+      {"jobs_done", c.done},
+      {"jobs_failed", c.failed},
+      {"in_flight", c.in_flight},
+      {"connections", openConnections()},
+      {"loop_lag_ms", static_cast<double>(static_cast<int64_t>(lag * 100)) / 100},
+      {"rss", rss}};
   std::string status = draining_ ? "draining" : "serving";
-  notifier_.send(fmt::format("CLUSTERD_STATS={}\nSTATUS={} on {}: {} requests, {} jobs done, {} in flight",
-                             stats.dump(), status, server_->address(), metrics_.requests(), c.done,
-                             c.in_flight));
+  notifier_.send(
+      fmt::format("CLUSTERD_STATS={}\nSTATUS={}, {}: {} requests, {} jobs done, {} in flight",
+                  stats.dump(), status, whereabouts(), metrics_.requests(), c.done, c.in_flight));
 }
 
 void Worker::shutdown() {
   if (draining_) return;
   draining_ = true;
-  log::info("worker", "{} draining: {} connections open", options_.name, server_->stats().open);
+  log::info("worker", "{} draining: {} connections open", options_.name, openConnections());
   notifier_.send("STOPPING=1\nSTATUS=draining");
   // Leave a margin before kill_timeout for the exit itself.
   uint64_t budget = static_cast<uint64_t>(options_.kill_timeout.count());
@@ -309,17 +360,22 @@ void Worker::shutdown() {
       [](uv_timer_t* t) {
         auto* self = static_cast<Worker*>(t->data);
         log::warn("worker", "drain deadline reached; closing {} connections",
-                  self->server_->stats().open);
-        self->server_->closeAll();
+                  self->openConnections());
+        if (self->server_) self->server_->closeAll();
         self->http_drained_ = true;
         self->jobs_drained_ = true;
         self->finishDrain();
       },
       budget, 0);
-  server_->drain([this] {
+  // The health listener is left open: it answers until the drain ends.
+  if (server_) {
+    server_->drain([this] {
+      http_drained_ = true;
+      finishDrain();
+    });
+  } else {
     http_drained_ = true;
-    finishDrain();
-  });
+  }
   if (queues_) {
     // Jobs still running shortly before the deadline are released back to
     // their queue (another worker runs them); reserved jobs not started yet
@@ -339,6 +395,7 @@ void Worker::finishDrain() {
   if (finished_ || !http_drained_ || !jobs_drained_) return;
   finished_ = true;
   report();
+  if (health_server_) health_server_->closeAll();
   log::info("worker", "{} drained; exiting", options_.name);
   flushAccessLog();
   exit_code_ = 0;

@@ -1,8 +1,9 @@
-// worker::Worker: the built-in worker process. It owns the HTTP server, the
-// router with the built-in routes, the queue client and consumer, the
-// Postgres pool, the health cache, metrics and the reports to the master,
-// all on one libuv loop, and it runs the lifecycle: start, READY, periodic
-// stats, and a graceful drain on SIGTERM.
+// worker::Worker: the built-in worker process. It owns the HTTP server (the
+// front), the per-instance health listener, the router with the built-in
+// routes, the queue client and consumer, the Postgres pool, the health
+// cache, metrics and the reports to the master, all on one libuv loop, and
+// it runs the lifecycle: start, READY, periodic stats, and a graceful drain
+// on SIGTERM.
 //
 // Other modules plug in through the accessors before run():
 //   worker::Worker w(loop, options);
@@ -18,6 +19,12 @@
 // with the workers it replaces, those keep taking the clients meanwhile, so
 // a new worker never turns a job request away because its Redis link is
 // still coming up.
+//
+// A worker without a front (Front::kNone) runs its consumers alone: READY=1
+// then means they take jobs. The health listener, when configured, is a
+// second Server on this instance's own port that answers only /health and
+// /metrics; it accepts from start() on and keeps answering through the
+// drain, so the instance can be watched until it exits.
 #pragma once
 
 #include <uv.h>
@@ -52,12 +59,22 @@ class HealthCache;
 class RateLimiter;
 class QueueLink;
 
+// Whether the worker serves its HTTP front (job API, modules' routes,
+// /health, /metrics) or only consumes queues.
+enum class Front { kServe, kNone };
+
 struct WorkerOptions {
   std::string name = "worker";  // the app name, for logs and STATUS
+  int instance = 0;             // CLUSTERD_INSTANCE, for /metrics
   config::WorkerSpec spec;      // limits, queues, rate limits, auth, access log
+  Front front = Front::kServe;
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 0;
   int listen_fd = -1;           // an inherited listening socket (fd 3); -1 = bind listen_*
+  // The health listener (/health and /metrics only); empty host = none. The
+  // port is this instance's own (the configured base plus the instance).
+  std::string health_host;
+  uint16_t health_port = 0;
   std::string redis_url;        // empty = no Redis: no queue routes, limits or consumer
   std::string postgres_url;     // empty = no Postgres pool
   config::QueueSection queue;   // the ecosystem file's queue section (defaults per queue)
@@ -90,7 +107,10 @@ class Worker {
   uv_loop_t* loop() const { return loop_; }
   Router& router() { return router_; }
   Metrics& metrics() { return metrics_; }
-  Server& server() { return *server_; }
+  // The front; null when the worker only consumes (Front::kNone).
+  Server* server() { return server_.get(); }
+  // The health listener; null when none is configured.
+  Server* healthServer() { return health_server_.get(); }
   const WorkerOptions& options() const { return options_; }
   // Null when not configured.
   db::Pool* db() { return db_.get(); }
@@ -106,7 +126,13 @@ class Worker {
 
  private:
   void installBuiltinRoutes();
+  ServerLimits serverLimits() const;
   void dispatch(const std::shared_ptr<Exchange>& ex);
+  void dispatchHealth(const std::shared_ptr<Exchange>& ex);
+  // Open client connections on the front and the health listener.
+  uint64_t openConnections() const;
+  // "listening on ADDR" or "consuming Q, ...", plus the health address.
+  std::string whereabouts() const;
   void observe(const Exchange& ex, size_t bytes);
   void onLagProbe();
   void report();
@@ -120,7 +146,8 @@ class Worker {
   Router router_;
   Metrics metrics_;
   Notifier notifier_;
-  std::unique_ptr<Server> server_;
+  std::unique_ptr<Server> server_;         // null for Front::kNone
+  std::unique_ptr<Server> health_server_;  // null without health_host
   std::unique_ptr<db::Pool> db_;
   std::unique_ptr<QueueLink> queues_;
   std::unique_ptr<HealthCache> health_;
@@ -136,7 +163,7 @@ class Worker {
 
   uint64_t started_ms_ = 0;
   uint64_t lag_expected_ns_ = 0;
-  bool listening_ = false;
+  bool listening_ = false;  // start() bound every listener it has
   bool ready_sent_ = false;
   bool draining_ = false;
   bool http_drained_ = false;

@@ -69,7 +69,7 @@ TEST_CASE("every per-app key of the YAML fixture is read with its unit") {
   CHECK_FALSE(a.builtin_worker);
 }
 
-TEST_CASE("the built-in worker's queues and http settings are read") {
+TEST_CASE("the built-in worker's queues, health_listen and http settings are read") {
   auto r = loadFixture("all_fields.yaml");
   REQUIRE(r.ok());
   const AppSpec& w = app(r.ecosystem, "shop");
@@ -81,6 +81,9 @@ TEST_CASE("the built-in worker's queues and http settings are read") {
   REQUIRE(w.listen);
   CHECK(w.listen->kind == ListenAddress::Kind::kUnix);
   CHECK(w.listen->path == kFixtures + "/run/shop.sock");
+  REQUIRE(w.worker.health_listen);
+  CHECK(w.worker.health_listen->host == "127.0.0.1");
+  CHECK(w.worker.health_listen->port == 9200);
   CHECK(w.worker.queues == std::map<std::string, int>{{"orders", 8}, {"email", 2}});
   CHECK(w.worker.max_body_bytes == 64u << 10);
   CHECK(w.worker.max_header_bytes == 8u << 10);

@@ -38,6 +38,10 @@ TEST_CASE("validate accepts the demo shop file and prints its apps") {
              Catch::Matches(
                  "(.|\n)*shop-api +cluster +[0-9]+ \\(max\\) +127\\.0\\.0\\.1:8080 +300M(.|\n)*"));
   CHECK_THAT(r.out, Catch::Matches("(.|\n)*redis +fork +1 +- +1G(.|\n)*"));
+  // The job worker runs its consumers alone, with its own health port.
+  CHECK_THAT(
+      r.out,
+      Catch::Matches("(.|\n)*shop-jobs +fork +1 +127\\.0\\.0\\.1:8081 \\(health\\) +300M(.|\n)*"));
   CHECK_THAT(r.out, Catch::Contains("valid (4 apps)"));
 }
 
@@ -127,6 +131,7 @@ TEST_CASE("validate --json reports apps or errors as JSON") {
   CHECK(ok.exit_code == 0);
   CHECK_THAT(ok.out, Catch::Contains("\"ok\": true"));
   CHECK_THAT(ok.out, Catch::Contains("\"name\": \"shop-api\""));
+  CHECK_THAT(ok.out, Catch::Contains("\"health_listen\": \"127.0.0.1:8081\""));
   auto bad = runClusterd({"validate", "--json", fixture("duplicate_keys.yaml")});
   CHECK(bad.exit_code == 1);
   CHECK_THAT(bad.out, Catch::Contains("\"ok\": false"));

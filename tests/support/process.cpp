@@ -56,7 +56,10 @@ int freeTcpPort() {
   return ntohs(a.sin_port);
 }
 
-int reservedTcpPort() {
+namespace {
+
+// A socket bound to 127.0.0.1:port (0 = any) that does not listen, or -1.
+int holdPort(int port) {
   // The socket stays open until the test process exits (each CTest test is
   // its own process); close-on-exec keeps it out of the servers we start.
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -70,13 +73,57 @@ int reservedTcpPort() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     close(fd);
-    throw std::runtime_error("bind(127.0.0.1:0): " + std::string(strerror(errno)));
+    return -1;
   }
+  return fd;
+}
+
+int boundPort(int fd) {
+  sockaddr_in a{};
   socklen_t len = sizeof a;
   getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+int reservedTcpPort() {
+  int fd = holdPort(0);
+  if (fd < 0) throw std::runtime_error("bind(127.0.0.1:0): " + std::string(strerror(errno)));
+  return boundPort(fd);
+}
+
+int reservedTcpPorts(int count) {
+  // The kernel hands out one port at a time: take one, try to hold the
+  // ports after it, and start over elsewhere when one of them is in use.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int first_fd = holdPort(0);
+    if (first_fd < 0)
+      throw std::runtime_error("bind(127.0.0.1:0): " + std::string(strerror(errno)));
+    int first = boundPort(first_fd);
+    std::vector<int> held = {first_fd};
+    for (int i = 1; i < count && first + i <= 65535; ++i) {
+      // Held sockets share a port with any other socket that has
+      // SO_REUSEPORT (another test's reservation, a worker), so a plain
+      // bind first checks that nothing holds it.
+      int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(first + i));
+      bool free = bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+      close(probe);
+      int fd = free ? holdPort(first + i) : -1;
+      if (fd < 0) break;
+      held.push_back(fd);
+    }
+    if (static_cast<int>(held.size()) == count) return first;
+    for (int fd : held) close(fd);
+  }
+  throw std::runtime_error("found no " + std::to_string(count) + " consecutive free ports");
 }
 
 bool tcpConnects(int port) {

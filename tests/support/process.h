@@ -39,6 +39,10 @@ int freeTcpPort();
 // and their servers would silently share one SO_REUSEPORT group.
 int reservedTcpPort();
 
+// `count` consecutive ports on 127.0.0.1 held like reservedTcpPort()'s;
+// returns the first. For servers that take a base port plus an offset.
+int reservedTcpPorts(int count);
+
 // True when a TCP connect to 127.0.0.1:port succeeds.
 bool tcpConnects(int port);
 

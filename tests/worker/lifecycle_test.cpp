@@ -311,8 +311,10 @@ TEST_CASE("the --queues flag without any Redis URL is a usage error", "[worker][
 TEST_CASE("clusterd worker --help lists the options with examples and exit codes", "[worker][cli]") {
   auto r = runClusterd({"worker", "--help"});
   CHECK(r.exit_code == 0);
-  for (const char* text : {"--listen", "--queues", "--concurrency", "--ecosystem", "--app", "--max-body",
-                           "--kill-timeout", "--auth-token-env", "--rate-limit", "--access-log", "Examples:",
-                           "Exit codes:", "SIGTERM"})
+  for (const char* text :
+       {"--listen", "--health-listen", "--queues", "--concurrency", "--ecosystem", "--app",
+        "--max-body", "--kill-timeout", "--auth-token-env", "--rate-limit", "--access-log",
+        "Examples:", "Exit codes:", "SIGTERM", "runs only its\nconsumers",
+        "--queues orders:50 --redis redis://127.0.0.1:6379 --health-listen"})
     CHECK(r.out.find(text) != std::string::npos);
 }
