@@ -77,7 +77,7 @@ TEST_CASE("2000 orders from 100 clients while workers are SIGKILLed: each applie
 
   std::vector<HttpRequest> reqs;
   for (int i = 0; i < kOrders; ++i) {
-    nlohmann::json body{{"customer", "c" + std::to_string(i) + "@example.com"},
+    nlohmann::json body{{"customer", fmt::format("c{}@example.com", i)},
                         {"lines",
                          {{{"sku", fmt::format("SKU-{:06}", i % kProducts + 1)}, {"qty", 1 + i % 2}},
                           {{"sku", fmt::format("SKU-{:06}", (i * 7) % kProducts + 1)}, {"qty", 1}}}},

@@ -8,6 +8,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <string>
 
@@ -41,7 +43,7 @@ bool sweptChild(const std::string& log, pid_t worker, pid_t child) {
   size_t at = log.find("process group " + w + " of worker pid " + w + " of a daemon that is gone still runs ");
   if (at == std::string::npos) return false;
   std::string line = log.substr(at, log.find('\n', at) - at);
-  return contains(line, " " + std::to_string(child) + " (");
+  return contains(line, fmt::format(" {} (", child));
 }
 
 // A worker that forked a child which ignores SIGTERM; returns {worker, child}
@@ -55,7 +57,7 @@ std::pair<pid_t, pid_t> startParent(DaemonUnderTest& d) {
   pid_t worker = d.pids("parent").at(0);
   pid_t child = std::stoi(readFile(child_file));
   REQUIRE(waitFor([&] {
-    return contains(readFile(groupsPath(d.home())), "\n" + std::to_string(worker) + " ");
+    return contains(readFile(groupsPath(d.home())), fmt::format("\n{} ", worker));
   }));
   return {worker, child};
 }

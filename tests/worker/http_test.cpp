@@ -258,7 +258,7 @@ TEST_CASE("random and truncated input never crashes the worker", "[worker][http]
         case 1: s.erase(pos, 1 + rng() % 4); break;
         default: s.insert(pos, std::string(1 + rng() % 3, static_cast<char>(rng() % 256))); break;
       }
-      if (s.empty()) s = "x";
+      if (s.empty()) s.assign(1, 'x');
     }
     HttpConn c(w.port());
     if (!c.connected()) continue;
