@@ -259,6 +259,19 @@ TEST_CASE("the selected env_NAME is merged over env and only its variables are r
   // STAGING_SECRET is unset, but env_staging was not selected: no error.
 }
 
+TEST_CASE("the loader reports each variable the file referred to and what it found") {
+  auto r = loadText(
+      "apps:\n"
+      "  - name: a\n"
+      "    script: /bin/true\n"
+      "    args: ['${SET}', '${UNSET:-${NESTED:-x}}', '${EMPTY:-y}']\n",
+      {{"SET", "1"}, {"EMPTY", ""}, {"OTHER", "not referred to"}});
+  INFO(allErrors(r));
+  REQUIRE(r.ok());
+  CHECK(r.variables ==
+        Variables{{"SET", "1"}, {"UNSET", std::nullopt}, {"NESTED", std::nullopt}, {"EMPTY", ""}});
+}
+
 TEST_CASE("the selected env_NAME overrides keys of env") {
   auto r = loadFixture("all_fields.yaml", {}, "production");
   REQUIRE(r.ok());
