@@ -177,6 +177,7 @@ TEST_CASE("the top-level queue and postgres and mail and handlers sections are r
   CHECK(eco.mail.transport == "smtp");
   CHECK(eco.mail.maildir == kFixtures + "/spool");
   CHECK(eco.mail.smtp_url == "smtps://mail.example.com:465");
+  CHECK(eco.mail.smtp_tls == SmtpTls::kRequired);
   CHECK(eco.mail.smtp_user == "shop");
   CHECK(eco.mail.smtp_password == "secret");
   CHECK(eco.mail.from == "orders@example.com");
