@@ -1,9 +1,10 @@
 // Verbs of the master module that talk to the daemon over the control
-// socket (cli/control_client.h): daemon, stop, restart, reload, delete,
-// status (list, ls), describe, scale, ping, kill, save, resurrect; `logs`
-// and `flush` are in cli/master_logs.cpp, `start` in cli/master_start.cpp.
-// None of them loads an ecosystem file, so the lean `clusterd` front
-// (cli/master_front.cpp) links them without the other modules.
+// socket (cli/control_client.h): daemon, stop, delete, status (list, ls),
+// describe, scale, ping, kill, save, resurrect; `logs` and `flush` are in
+// cli/master_logs.cpp; `start`, `restart` and `reload`, which read
+// ecosystem files, in cli/master_start.cpp. None of these loads an
+// ecosystem file, so the lean `clusterd` front (cli/master_front.cpp) links
+// them without the other modules.
 #include <unistd.h>
 
 #include <chrono>
@@ -128,21 +129,20 @@ bool ensureDaemon(CliContext& ctx) {
 
 }  // namespace verbs
 
-namespace {
+namespace verbs {
 
-// stop / restart / reload / delete: send, then wait for the effect.
-void cmdTarget(CliContext& ctx, const std::string& cmd, const std::string& target, int parallel) {
+void actOnTarget(CliContext& ctx, const std::string& cmd, const std::string& target, int parallel,
+                 const json& apps) {
   json req = {{"cmd", cmd}, {"target", target}};
   if (cmd == "reload") req["parallel"] = parallel;
+  if (!apps.empty()) req["apps"] = apps;
   auto before = request(ctx, {{"cmd", "status"}}, seconds(10));
   if (!before) return;
-  std::set<std::string> apps;
-  int64_t limit_ms = 0;
+  std::set<std::string> apps_hit;
   for (const json& w : (*before)["workers"])
-    if (matches(w, target)) apps.insert(w.value("app", ""));
+    if (matches(w, target)) apps_hit.insert(w.value("app", ""));
   auto r = request(ctx, req);
   if (!r) return;
-  (void)limit_ms;
   bool reached = false;
   auto done = [&](const json& rows) {
     for (const json& w : rows) {
@@ -158,13 +158,13 @@ void cmdTarget(CliContext& ctx, const std::string& cmd, const std::string& targe
   if (!rows) return;
   printTable(*rows);
   if (cmd == "restart" || cmd == "reload") {
-    reportFailures(ctx, *rows, apps, reached);
+    reportFailures(ctx, *rows, apps_hit, reached);
   } else if (!reached) {
     fail(ctx, kExitFailed, cmd + " " + target + ": gave up waiting; see `clusterd status`");
   }
 }
 
-}  // namespace
+}  // namespace verbs
 
 void addMasterControlCommands(CLI::App& app, CliContext& ctx) {
   {
@@ -185,17 +185,16 @@ void addMasterControlCommands(CLI::App& app, CliContext& ctx) {
       std::cout << "clusterd daemon started for " << ctx.home << "\n";
     });
   }
-  for (const char* verb : {"stop", "restart", "reload", "delete"}) {
-    std::string help = std::string(verb) == "stop"      ? "Stop workers: SIGTERM, kill_timeout, then SIGKILL"
-                       : std::string(verb) == "restart" ? "Stop, then start workers again"
-                       : std::string(verb) == "reload"  ? "Replace workers one by one, each new one ready before the old one stops (zero downtime)"
-                                                        : "Stop workers and forget their app";
+  for (const char* verb : {"stop", "delete"}) {
+    std::string help = std::string(verb) == "stop"
+                           ? "Stop workers: SIGTERM, kill_timeout, then SIGKILL"
+                           : "Stop workers and forget their app";
     auto* sub = app.add_subcommand(verb, help + "\n  clusterd " + verb + " web|3|all");
     auto target = std::make_shared<std::string>();
-    auto parallel = std::make_shared<int>(1);
     sub->add_option("target", *target, "App name, worker id, or all")->required();
-    if (std::string(verb) == "reload") sub->add_option("--parallel", *parallel, "Workers replaced at a time")->check(CLI::PositiveNumber);
-    sub->callback([&ctx, verb = std::string(verb), target, parallel] { cmdTarget(ctx, verb, *target, *parallel); });
+    sub->callback([&ctx, verb = std::string(verb), target] {
+      actOnTarget(ctx, verb, *target, 1, json::array());
+    });
   }
   {
     auto* sub = app.add_subcommand("status", "Show the workers (aliases: list, ls)\n  clusterd status --json");

@@ -1,5 +1,5 @@
 // Entry point of `clusterd`, the lean front: it runs the verbs that only
-// talk to the daemon (status, stop, reload, logs, …; see
+// talk to the daemon (status, stop, logs, …; see
 // addMasterControlCommands) itself and execs clusterd-full, installed next
 // to it, with the same arguments for every other verb and for --help and
 // --version, so users see one command line with one help text.
@@ -30,9 +30,10 @@
 
 namespace {
 
-constexpr std::string_view kOurVerbs[] = {"daemon", "stop", "restart", "reload", "delete", "status",
-                                          "list", "ls", "describe", "scale", "ping", "kill", "save",
-                                          "resurrect", "logs", "flush"};
+// Not `restart` and `reload`: they read ecosystem files again (cli/app_specs.h).
+constexpr std::string_view kOurVerbs[] = {"daemon", "stop",      "delete", "status", "list",
+                                          "ls",     "describe",  "scale",  "ping",   "kill",
+                                          "save",   "resurrect", "logs",   "flush"};
 constexpr std::string_view kValueOptions[] = {"--home", "--redis", "--postgres"};
 
 bool oneOf(std::string_view s, auto& set) {

@@ -1,7 +1,10 @@
 // `clusterd start FILE|NAME|ID|all`: loads an ecosystem file, starts the
 // daemon if none runs and sends the apps; or, for a name the daemon knows,
-// starts its stopped workers again. It needs the ecosystem loader, so it
-// runs in clusterd-full; addMasterCommands registers it first and then the
+// starts its stopped workers again. `restart` and `reload` live here too:
+// like `start NAME`, they read the apps' ecosystem files again in this
+// command's environment and send the specs with the request
+// (cli/app_specs.h). They need the ecosystem loader, so they run in
+// clusterd-full; addMasterCommands registers them first and then the
 // control-socket verbs (cli/master_commands.cpp), in the order `--help` shows.
 #include <unistd.h>
 
@@ -10,10 +13,10 @@
 #include <iostream>
 #include <set>
 
+#include "cli/app_specs.h"
 #include "cli/control_client.h"
 #include "cli/master_verbs.h"
 #include "config/load.h"
-#include "master/app.h"
 
 namespace clusterd::cli {
 
@@ -38,7 +41,11 @@ void cmdStartTarget(CliContext& ctx, const std::string& target) {
     fail(ctx, kExitFailed, target + ": no such ecosystem file, and no daemon runs for " + ctx.home);
     return;
   }
-  auto r = c->call({{"cmd", "start"}, {"target", target}});
+  auto specs = freshSpecs(ctx, "start", target);
+  if (!specs) return;
+  json req = {{"cmd", "start"}, {"target", target}};
+  if (!specs->empty()) req["apps"] = *specs;
+  auto r = c->call(req);
   if (!r) {
     fail(ctx, kExitSystem, r.error().message);
     return;
@@ -85,8 +92,7 @@ void cmdStart(CliContext& ctx, const std::string& file, const std::string& env, 
   std::set<std::string> names;
   for (auto& spec : loaded.ecosystem.apps) {
     if (!wanted.empty() && !wanted.count(spec.name)) continue;
-    master::AppConfig cfg{spec, loaded.ecosystem.path, env, loaded.ecosystem.base_dir};
-    apps.push_back(master::appToJson(cfg));
+    apps.push_back(appObject(loaded, spec, env));
     names.insert(spec.name);
   }
   if (apps.empty()) {
@@ -139,6 +145,26 @@ void addMasterCommands(CLI::App& app, CliContext& ctx) {
     sub->add_option("--env", *env, "Merge env_<NAME> into each app's env");
     sub->add_option("--only", *only, "Start only these apps (comma-separated)");
     sub->callback([&ctx, file, env, only] { cmdStart(ctx, *file, *env, *only); });
+  }
+  for (const std::string verb : {"restart", "reload"}) {
+    std::string what = verb == "restart" ? "Stop, then start workers again"
+                                         : "Replace workers one by one, each new one ready before "
+                                           "the old one stops (zero downtime)";
+    std::string help =
+        what + ".\nEach app's ecosystem file is read again, in this command's environment\n";
+    help += "  clusterd " + verb + " web|3|all\n";
+    help += "  SHOP_CHECKOUT_LIMIT=5000 clusterd " + verb + " shop-api";
+    auto* sub = app.add_subcommand(verb, help);
+    auto target = std::make_shared<std::string>();
+    auto parallel = std::make_shared<int>(1);
+    sub->add_option("target", *target, "App name, worker id, or all")->required();
+    if (verb == "reload")
+      sub->add_option("--parallel", *parallel, "Workers replaced at a time")
+          ->check(CLI::PositiveNumber);
+    sub->callback([&ctx, verb, target, parallel] {
+      auto specs = freshSpecs(ctx, verb, *target);
+      if (specs) actOnTarget(ctx, verb, *target, *parallel, *specs);
+    });
   }
   addMasterControlCommands(app, ctx);
 }

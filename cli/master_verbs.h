@@ -1,8 +1,9 @@
 // Helpers shared by the master's verbs: cli/master_commands.cpp (the verbs
 // that only talk to the daemon over its control socket, which the lean
-// `clusterd` front runs itself) and cli/master_start.cpp (`start`, which
-// loads ecosystem files and so runs in clusterd-full). Each prints its error
-// as "clusterd: <message>" and sets the exit code in CliContext.
+// `clusterd` front runs itself) and cli/master_start.cpp (`start`,
+// `restart` and `reload`, which load ecosystem files and so run in
+// clusterd-full). Each prints its error as "clusterd: <message>" and sets
+// the exit code in CliContext.
 #pragma once
 
 #include <chrono>
@@ -17,8 +18,8 @@
 namespace clusterd::cli {
 
 // The verbs that need nothing but the control socket (and the daemon's
-// start-up): daemon, stop, restart, reload, delete, status (list, ls),
-// describe, scale, ping, kill, save, resurrect, logs, flush.
+// start-up): daemon, stop, delete, status (list, ls), describe, scale,
+// ping, kill, save, resurrect, logs, flush.
 void addMasterControlCommands(CLI::App& app, CliContext& ctx);
 
 namespace verbs {
@@ -43,6 +44,11 @@ void printTable(const json& rows);
 int reportFailures(CliContext& ctx, const json& rows, const std::set<std::string>& apps, bool reached);
 // Starts a daemon for the home unless one runs; false (reported) on failure.
 bool ensureDaemon(CliContext& ctx);
+// stop, restart, reload or delete of `target` (with `apps`, the new specs
+// for restart and reload, when not empty), then waits for the effect and
+// prints the table.
+void actOnTarget(CliContext& ctx, const std::string& cmd, const std::string& target, int parallel,
+                 const json& apps);
 
 }  // namespace verbs
 }  // namespace clusterd::cli

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <tuple>
 
@@ -154,7 +155,15 @@ LoadResult loadEcosystemText(const std::string& text, const std::string& path,
   Ecosystem& eco = result.ecosystem;
   eco.path = absolutePath(path, std::filesystem::current_path().string());
   eco.base_dir = std::filesystem::path(eco.path).parent_path().string();
-  Reader r(path, text, makeLookup(options));
+  // Every lookup is recorded, so the caller learns which variables (and
+  // which values) the file was resolved from.
+  auto seen = std::make_shared<Variables>();
+  EnvLookup lookup = [inner = makeLookup(options), seen](const std::string& name) {
+    std::optional<std::string> value = inner(name);
+    seen->emplace(name, value);
+    return value;
+  };
+  Reader r(path, text, std::move(lookup));
 
   YAML::Node root = parseYaml(r, text, options.limits);
   std::vector<AppDraft> drafts;
@@ -199,6 +208,7 @@ LoadResult loadEcosystemText(const std::string& text, const std::string& path,
   for (auto& d : drafts) eco.apps.push_back(std::move(d.spec));
   result.diagnostics = std::move(r.errors());
   result.warnings = std::move(r.warnings());
+  result.variables = std::move(*seen);
   // File order reads best in an editor; checks that span apps ran last.
   auto byPosition = [](const Diagnostic& a, const Diagnostic& b) {
     return std::tie(a.line, a.column) < std::tie(b.line, b.column);

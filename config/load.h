@@ -44,8 +44,16 @@ struct LoadOptions {
   LoadLimits limits;
 };
 
+// The variables a file's `${…}` references looked up, with what was found
+// (nullopt = unset), whether or not a default was then used.
+using Variables = std::map<std::string, std::optional<std::string>>;
+
 struct LoadResult {
   Ecosystem ecosystem;                  // meaningful only when ok()
+  // What the file's values were resolved from: a program that re-reads the
+  // file elsewhere (the built-in worker, started by the master) can be given
+  // exactly these to see what this reading saw.
+  Variables variables;
   std::vector<Diagnostic> diagnostics;  // errors, in file order
   std::vector<Diagnostic> warnings;     // accepted but worth saying (ignored PM2 keys, …)
   bool unreadable = false;              // the file could not be read at all (an I/O error)

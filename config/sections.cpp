@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "config/internal.h"
+#include "config/smtp_tls.h"
 
 namespace clusterd::config {
 namespace {
@@ -183,6 +184,13 @@ void readMailSection(Reader& r, const E& e, const std::string& base_dir, MailSec
            m.smtp_url = *v;
          }
        }},
+      {"smtp_tls",
+       [](Reader& r, const E& e, const std::string& p, MailSection& m) {
+         if (auto v = r.choice(e.value, at(e), p, {"required", "opportunistic", "off"}))
+           m.smtp_tls = *v == "required"        ? SmtpTls::kRequired
+                        : *v == "opportunistic" ? SmtpTls::kOpportunistic
+                                                : SmtpTls::kOff;
+       }},
       {"user",
        [](Reader& r, const E& e, const std::string& p, MailSection& m) {
          if (auto v = r.string(e.value, at(e), p)) m.smtp_user = *v;
@@ -221,6 +229,14 @@ void readMailSection(Reader& r, const E& e, const std::string& base_dir, MailSec
   }
   if (!out.smtp_url.empty() && !has_transport) out.transport = "smtp";
   if (!out.maildir.empty()) out.maildir = absolutePath(out.maildir, base_dir);
+  // Only an explicit `opportunistic` or `off` can break the rule, so the
+  // error points at it.
+  if (std::string problem = smtpTlsProblem(out); !problem.empty()) {
+    YAML::Mark mark = at(e);
+    for (const auto& x : entries)
+      if (x.key == "smtp_tls") mark = at(x);
+    r.error(mark, "mail.smtp_tls", problem);
+  }
 }
 
 void readHandlersSection(Reader& r, const E& e, std::vector<HandlerSpec>& out) {

@@ -150,6 +150,12 @@ struct PostgresSection {
   Millis slow_query{200};
 };
 
+// How SMTP delivery uses TLS (`mail.smtp_tls`; config/smtp_tls.h has the
+// rule): kRequired = TLS for the whole session (smtps://, or STARTTLS that
+// must succeed), kOpportunistic = STARTTLS when the server offers it,
+// kOff = never.
+enum class SmtpTls { kRequired, kOpportunistic, kOff };
+
 // Mail transport for email.batch.
 struct MailSection {
   std::string transport = "maildir";  // "maildir" | "smtp"
@@ -157,6 +163,9 @@ struct MailSection {
   std::string smtp_url;               // smtp://host:port or smtps://
   std::string smtp_user;
   std::string smtp_password;
+  // Unset: kRequired with a user or password, else kOpportunistic
+  // (config::smtpTls()).
+  std::optional<SmtpTls> smtp_tls;
   std::string from = "shop@localhost";
   std::map<std::string, uint64_t> per_domain_per_min;  // throttle
 };

@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "common/uv_handle.h"
+#include "config/smtp_tls.h"
 
 namespace clusterd::jobs {
 
@@ -173,6 +174,10 @@ Result<std::unique_ptr<Transport>> makeTransport(const config::MailSection& mail
   if (mail.transport == "smtp") {
     if (mail.smtp_url.empty())
       return Error{"mail.smtp_url: required when mail.transport is smtp (smtp://host:port)"};
+    // The loader refuses these already; a section built elsewhere is held
+    // to the same rule.
+    if (std::string problem = config::smtpTlsProblem(mail); !problem.empty())
+      return Error{"mail.smtp_tls: " + problem};
     return makeSmtpTransport(mail);
   }
   if (mail.transport != "maildir" && !mail.transport.empty())

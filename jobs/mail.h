@@ -63,7 +63,8 @@ class Transport {
 
 // Maildir at `dir` (tmp/, new/, cur/ created when missing).
 std::unique_ptr<Transport> makeMaildirTransport(std::string dir);
-// SMTP through libcurl: smtp:// (STARTTLS when offered) or smtps://, with
+// SMTP through libcurl: smtps://, or smtp:// with STARTTLS as
+// `mail.smtp_tls` says (required by default with a user or password), with
 // optional user/password.
 std::unique_ptr<Transport> makeSmtpTransport(const config::MailSection& mail);
 // The transport the mail section asks for; `home` gives the default maildir.

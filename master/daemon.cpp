@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "common/durable_file.h"
@@ -220,6 +221,7 @@ class Daemon {
                 {"reaper", reaper_.pid()}};
       if (cmd == "status") return {{"ok", true}, {"workers", supervisor_->statusJson()}};
       if (cmd == "start" && req.contains("target")) {
+        if (auto refused = updateSpecs(cmd, req)) return *refused;
         auto r = supervisor_->startTarget(req.value("target", ""));
         if (!r) return {{"ok", false}, {"error", r.error().message}};
         return {{"ok", true}, {"count", *r}};
@@ -228,6 +230,7 @@ class Daemon {
       if (cmd == "stop" || cmd == "restart" || cmd == "delete" || cmd == "reload") {
         std::string target = req.value("target", "");
         if (target.empty()) return {{"ok", false}, {"error", cmd + ": \"target\" is required"}};
+        if (auto refused = updateSpecs(cmd, req)) return *refused;
         Result<int> r = cmd == "stop"      ? supervisor_->stop(target)
                         : cmd == "restart" ? supervisor_->restart(target)
                         : cmd == "delete"  ? supervisor_->remove(target)
@@ -263,6 +266,28 @@ class Daemon {
       return {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
     }
     return {{"ok", false}, {"error", "unknown command \"" + cmd + "\""}};
+  }
+
+  // `apps` beside a `target`: the specs the CLI read again from the apps'
+  // ecosystem files, in its own environment, for the restart, reload or
+  // start that follows. All or nothing: a refusal leaves every app as it was.
+  std::optional<json> updateSpecs(const std::string& cmd, const json& req) {
+    auto it = req.find("apps");
+    if (it == req.end()) return std::nullopt;
+    if (cmd != "start" && cmd != "restart" && cmd != "reload")
+      return json{{"ok", false},
+                  {"error", cmd + ": \"apps\" goes only with start, restart and reload"}};
+    if (!it->is_array())
+      return json{{"ok", false}, {"error", cmd + ": \"apps\" must be an array of app objects"}};
+    std::vector<AppConfig> cfgs;
+    for (const json& a : *it) {
+      auto cfg = appFromJson(a);
+      if (!cfg) return json{{"ok", false}, {"error", cmd + ": " + cfg.error().message}};
+      cfgs.push_back(std::move(*cfg));
+    }
+    auto r = supervisor_->updateSpecs(req.value("target", ""), std::move(cfgs));
+    if (!r) return json{{"ok", false}, {"error", r.error().message}};
+    return std::nullopt;
   }
 
   json startApps(const json& apps) {

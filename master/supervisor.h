@@ -113,6 +113,15 @@ class Supervisor {
 
   // Starts a new app (or a stopped one again, with the new config).
   Result<void> startApp(AppConfig cfg);
+  // Gives running apps of `target` new specs (the CLI's fresh reading of
+  // their ecosystem file), for the restart, reload or start that follows;
+  // workers started from now on use them. All are checked before any is
+  // applied: an unknown app, one outside the target, a program that cannot
+  // run, or a change to what a running app keeps (exec_mode, listen, uid,
+  // gid, script builtin:worker or not, the log files and their settings) is
+  // an error naming the field, and then nothing changed. The number of
+  // instances stays what it is (`scale` changes it).
+  Result<void> updateSpecs(const std::string& target, std::vector<AppConfig> cfgs);
   // Targets: an app name, a worker id, or "all". Each returns how many
   // workers it acted on, or an error naming the unknown target.
   // Starts the stopped, waiting or errored workers of a known target again
@@ -154,6 +163,12 @@ class Supervisor {
   Result<void> addSlot(App& app);
   Result<void> ensureListener(App& app, Slot& slot);
   Result<SpawnRequest> buildSpawn(App& app, Slot& slot);
+  // Makes cfg's cwd absolute and checks that its program can run here.
+  Result<void> prepare(AppConfig& cfg) const;
+  // The absolute paths of an app's out and error logs.
+  std::pair<std::string, std::string> logPaths(const config::AppSpec& s) const;
+  // An error naming the first setting `next` changes that `app` keeps while it runs.
+  Result<void> checkKept(const App& app, const AppConfig& next) const;
   // Whether app `name` may have `instances` slots within max_apps and max_workers.
   Result<void> checkRoom(const std::string& name, size_t instances) const;
   void startWorker(Worker& w);

@@ -1,6 +1,7 @@
-// Supervisor, the operator half: starting apps, resolving targets, stop,
-// restart, reload, delete and scale, and the JSON views for status,
-// describe and save. The lifecycle itself is in supervisor.cpp.
+// Supervisor, the operator half: starting apps, giving running apps new
+// specs, resolving targets, stop, restart, reload, delete and scale. The
+// lifecycle itself is in supervisor.cpp, the JSON views in
+// supervisor_views.cpp.
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -134,22 +135,7 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
     for (auto& s : old.slots) dropWorker(s->main);
     forgetApp(it);
   }
-  if (spec.cwd.empty()) spec.cwd = cfg.base_dir;
-  else spec.cwd = joinPath(cfg.base_dir, spec.cwd);
-  if (!spec.builtin_worker) {
-    std::string path_var = spec.env.count("PATH") ? spec.env.at("PATH") : envValue(options_.base_env, "PATH");
-    if (!spec.interpreter.empty()) {
-      auto interp = resolveProgram(name, spec.interpreter, spec.cwd, path_var, true);
-      if (!interp) return Error{interp.error().message + " (interpreter)"};
-      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, false);
-      if (!script) return script.error();
-    } else {
-      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, true);
-      if (!script) return script.error();
-    }
-  }
-  if ((!spec.uid.empty() || !spec.gid.empty()) && ::geteuid() != 0)
-    return Error{"app " + name + ": uid/gid need the daemon to run as root; remove them or run as root"};
+  if (auto r = prepare(cfg); !r) return r;
   // The user the workers run as, when it is not the master's: their log
   // directories must be safe from them (master/logs.h).
   std::optional<LogUser> other_user;
@@ -180,8 +166,7 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
       app->shared_fd = std::move(*fd);
     }
   }
-  std::string out = s.out_file.empty() ? options_.log_dir + "/" + name + "-out.log" : joinPath(s.cwd, s.out_file);
-  std::string err = s.error_file.empty() ? options_.log_dir + "/" + name + "-error.log" : joinPath(s.cwd, s.error_file);
+  auto [out, err] = logPaths(s);
   app->out =
       std::make_shared<LogFile>(out, s.log_max_size, s.log_retain, s.log_date_format, other_user);
   app->err = s.merge_logs ? app->out
@@ -215,6 +200,132 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
   scheduleTick(ref);
   log::info(kLog, "{}: started {} {} instance(s)", name, s.instances,
             s.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork");
+  return success();
+}
+
+Result<void> Supervisor::prepare(AppConfig& cfg) const {
+  auto& spec = cfg.spec;
+  const std::string& name = spec.name;
+  if (spec.cwd.empty())
+    spec.cwd = cfg.base_dir;
+  else
+    spec.cwd = joinPath(cfg.base_dir, spec.cwd);
+  if (!spec.builtin_worker) {
+    std::string path_var =
+        spec.env.count("PATH") ? spec.env.at("PATH") : envValue(options_.base_env, "PATH");
+    if (!spec.interpreter.empty()) {
+      auto interp = resolveProgram(name, spec.interpreter, spec.cwd, path_var, true);
+      if (!interp) return Error{interp.error().message + " (interpreter)"};
+      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, false);
+      if (!script) return script.error();
+    } else {
+      auto script = resolveProgram(name, spec.script, spec.cwd, path_var, true);
+      if (!script) return script.error();
+    }
+  }
+  if ((!spec.uid.empty() || !spec.gid.empty()) && ::geteuid() != 0)
+    return Error{"app " + name +
+                 ": uid/gid need the daemon to run as root; remove them or run as root"};
+  return success();
+}
+
+std::pair<std::string, std::string> Supervisor::logPaths(const config::AppSpec& s) const {
+  return {s.out_file.empty() ? options_.log_dir + "/" + s.name + "-out.log"
+                             : joinPath(s.cwd, s.out_file),
+          s.error_file.empty() ? options_.log_dir + "/" + s.name + "-error.log"
+                               : joinPath(s.cwd, s.error_file)};
+}
+
+namespace {
+
+// How a setting a running app keeps reads in a message; "" = not set.
+std::string listenText(const config::AppSpec& s) {
+  if (!s.listen) return "";
+  if (s.listen->kind == config::ListenAddress::Kind::kUnix) return joinPath(s.cwd, s.listen->path);
+  return s.listen->host + ":" + std::to_string(s.listen->port);
+}
+
+std::string shown(const std::string& v) {
+  return v.empty() ? "unset" : "`" + v + "`";
+}
+
+}  // namespace
+
+// A running app's sockets, users and log files are set up once, when it
+// starts; a reload or restart replaces processes, not those.
+Result<void> Supervisor::checkKept(const App& app, const AppConfig& next) const {
+  const config::AppSpec& was = app.cfg.spec;
+  const config::AppSpec& now = next.spec;
+  auto mode = [](const config::AppSpec& s) {
+    return std::string(s.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork");
+  };
+  auto script = [](const config::AppSpec& s) {
+    return std::string(s.builtin_worker ? "builtin:worker" : "a program");
+  };
+  auto [was_out, was_err] = logPaths(was);
+  auto [now_out, now_err] = logPaths(now);
+  const std::pair<const char*, std::pair<std::string, std::string>> kept[] = {
+      {"exec_mode", {mode(was), mode(now)}},
+      {"script", {script(was), script(now)}},
+      {"listen", {listenText(was), listenText(now)}},
+      {"uid", {was.uid, now.uid}},
+      {"gid", {was.gid, now.gid}},
+      {"out_file", {was_out, now_out}},
+      {"error_file", {was_err, now_err}},
+      {"merge_logs", {was.merge_logs ? "true" : "false", now.merge_logs ? "true" : "false"}},
+      {"log_date_format", {was.log_date_format, now.log_date_format}},
+      {"log_max_size", {std::to_string(was.log_max_size), std::to_string(now.log_max_size)}},
+      {"log_retain", {std::to_string(was.log_retain), std::to_string(now.log_retain)}},
+  };
+  const std::string& name = now.name;
+  const std::string source = next.ecosystem_path.empty() ? "the new spec" : next.ecosystem_path;
+  for (const auto& [field, values] : kept) {
+    if (values.first == values.second) continue;
+    std::string todo = next.ecosystem_path.empty()
+                           ? "`clusterd delete " + name + "`, then start it again"
+                           : "`clusterd delete " + name + "`, then `clusterd start " +
+                                 next.ecosystem_path + " --only " + name + "`";
+    return Error{"app " + name + ": `" + field + "` is " + shown(values.second) + " in " + source +
+                 " but " + shown(values.first) +
+                 " in the running app, which keeps it until it is deleted; nothing was changed. "
+                 "To apply it: " +
+                 todo};
+  }
+  return success();
+}
+
+Result<void> Supervisor::updateSpecs(const std::string& target, std::vector<AppConfig> cfgs) {
+  std::string err;
+  auto targets = resolve(target, err);
+  if (!err.empty()) return Error{err};
+  std::vector<std::pair<App*, AppConfig>> updates;
+  for (AppConfig& cfg : cfgs) {
+    const std::string name = cfg.spec.name;
+    auto it = apps_.find(name);
+    if (it == apps_.end() || it->second->deleting)
+      return Error{"app " + name +
+                   ": no such app runs (see `clusterd status`); nothing was changed"};
+    App* app = it->second.get();
+    bool covered =
+        std::any_of(targets.begin(), targets.end(), [&](auto& t) { return t.first == app; });
+    if (!covered)
+      return Error{"app " + name + " is not part of the target \"" + target +
+                   "\"; nothing was changed"};
+    if (auto r = prepare(cfg); !r) return Error{r.error().message + "; nothing was changed"};
+    if (auto r = checkKept(*app, cfg); !r) return r;
+    int instances = 0;
+    for (auto& s : app->slots) instances += s->removing ? 0 : 1;
+    if (cfg.spec.instances != instances)
+      log::info(kLog, "{}: keeps {} instance(s) (its file says {}; `clusterd scale` changes it)",
+                name, instances, cfg.spec.instances);
+    cfg.spec.instances = instances;
+    updates.emplace_back(app, std::move(cfg));
+  }
+  for (auto& [app, cfg] : updates) {
+    app->cfg = std::move(cfg);
+    log::info(kLog, "{}: new spec from {}", app->cfg.spec.name,
+              app->cfg.ecosystem_path.empty() ? "the control socket" : app->cfg.ecosystem_path);
+  }
   return success();
 }
 
@@ -283,6 +394,18 @@ Result<SpawnRequest> Supervisor::buildSpawn(App& app, Slot& slot) {
                             [&](std::string_view p) { return kv.starts_with(p); });
     auto eq = kv.find('=');
     if (!ours && eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  // A built-in worker reads its ecosystem file again: it gets the variables
+  // the reading `clusterd` resolved the file from (set, or removed when they
+  // were unset there), so it sees what that command saw, not the daemon's
+  // environment. The app's own `env` still comes after.
+  if (s.builtin_worker) {
+    for (const auto& [k, v] : app.cfg.vars) {
+      if (v)
+        env[k] = *v;
+      else
+        env.erase(k);
+    }
   }
   for (auto& [k, v] : s.env) env[k] = v;
   env["CLUSTERD_APP"] = s.name;
@@ -465,87 +588,6 @@ void Supervisor::stopAll() {
       stopWorker(*slot->main, Worker::AfterStop::kNothing);
     }
   }
-}
-
-namespace {
-
-json workerRow(const App& app, const Slot& slot, const Worker& w, const char* role, Millis now) {
-  json stats = nullptr;
-  if (!w.stats_json.empty()) {
-    stats = json::parse(w.stats_json, nullptr, false);
-    if (stats.is_discarded()) stats = nullptr;
-  }
-  bool up = hasProcess(w.state);
-  return {{"id", slot.id},
-          {"app", app.cfg.spec.name},
-          {"mode", app.cfg.spec.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork"},
-          {"instance", slot.instance},
-          {"pid", w.pid},
-          {"state", stateName(w.state)},
-          {"role", role},
-          {"uptime_ms", up ? (now - w.started_at).count() : 0},
-          {"restarts", slot.restarts},
-          {"cpu", up ? static_cast<double>(static_cast<int>(w.cpu * 10)) / 10 : 0.0},
-          {"memory", up ? w.rss : 0},
-          {"status", w.status_text},
-          {"last_exit", w.last_exit},
-          {"stats", stats},
-          {"reload_pending", std::find(app.reload_queue.begin(), app.reload_queue.end(), slot.id) !=
-                                 app.reload_queue.end()}};
-}
-
-}  // namespace
-
-json Supervisor::statusJson() const {
-  json rows = json::array();
-  Millis now = platform_.now();
-  std::vector<std::pair<int, json>> all;
-  for (auto& [name, app] : apps_) {
-    for (auto& slot : app->slots) {
-      all.emplace_back(slot->id, workerRow(*app, *slot, *slot->main, "main", now));
-      if (slot->incoming) all.emplace_back(slot->id, workerRow(*app, *slot, *slot->incoming, "incoming", now));
-      for (auto& r : slot->retiring) all.emplace_back(slot->id, workerRow(*app, *slot, *r, "retiring", now));
-    }
-  }
-  std::stable_sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  for (auto& [id, row] : all) rows.push_back(std::move(row));
-  return rows;
-}
-
-Result<json> Supervisor::describeJson(const std::string& name) const {
-  auto it = apps_.find(name);
-  if (it == apps_.end()) return Error{"no app named \"" + name + "\" (see `clusterd status`)"};
-  const App& app = *it->second;
-  Millis now = platform_.now();
-  json workers = json::array();
-  for (auto& slot : app.slots) {
-    workers.push_back(workerRow(app, *slot, *slot->main, "main", now));
-    if (slot->incoming) workers.push_back(workerRow(app, *slot, *slot->incoming, "incoming", now));
-    for (auto& r : slot->retiring) workers.push_back(workerRow(app, *slot, *r, "retiring", now));
-  }
-  json j = {{"app", appToJson(app.cfg)},
-            {"out_file", app.out ? app.out->path() : ""},
-            {"error_file", app.err ? app.err->path() : ""},
-            {"workers", workers}};
-  if (app.port) j["port"] = app.port;
-  return j;
-}
-
-json Supervisor::dumpJson() const {
-  json apps = json::array();
-  for (auto& [name, app] : apps_)
-    if (!app->deleting) apps.push_back(appToJson(app->cfg));
-  return apps;
-}
-
-std::vector<std::shared_ptr<LogFile>> Supervisor::logFiles(const std::string& name) const {
-  std::vector<std::shared_ptr<LogFile>> out;
-  for (auto& [n, app] : apps_) {
-    if (!name.empty() && name != "all" && n != name) continue;
-    if (app->out) out.push_back(app->out);
-    if (app->err && app->err != app->out) out.push_back(app->err);
-  }
-  return out;
 }
 
 }  // namespace clusterd::master

@@ -180,6 +180,7 @@ TEST_CASE("the top-level queue and postgres and mail and handlers sections are r
   CHECK(eco.mail.transport == "smtp");
   CHECK(eco.mail.maildir == kFixtures + "/spool");
   CHECK(eco.mail.smtp_url == "smtps://mail.example.com:465");
+  CHECK(eco.mail.smtp_tls == SmtpTls::kRequired);
   CHECK(eco.mail.smtp_user == "shop");
   CHECK(eco.mail.smtp_password == "secret");
   CHECK(eco.mail.from == "orders@example.com");
@@ -260,6 +261,19 @@ TEST_CASE("the selected env_NAME is merged over env and only its variables are r
   CHECK(a.env.at("SECRET") == "s3");            // from env_production
   CHECK(a.env.at("GREETING") == "hello shop");  // env kept
   // STAGING_SECRET is unset, but env_staging was not selected: no error.
+}
+
+TEST_CASE("the loader reports each variable the file referred to and what it found") {
+  auto r = loadText(
+      "apps:\n"
+      "  - name: a\n"
+      "    script: /bin/true\n"
+      "    args: ['${SET}', '${UNSET:-${NESTED:-x}}', '${EMPTY:-y}']\n",
+      {{"SET", "1"}, {"EMPTY", ""}, {"OTHER", "not referred to"}});
+  INFO(allErrors(r));
+  REQUIRE(r.ok());
+  CHECK(r.variables ==
+        Variables{{"SET", "1"}, {"UNSET", std::nullopt}, {"NESTED", std::nullopt}, {"EMPTY", ""}});
 }
 
 TEST_CASE("the selected env_NAME overrides keys of env") {

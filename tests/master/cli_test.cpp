@@ -206,6 +206,7 @@ TEST_CASE("clusterd runs the control verbs itself and hands every other verb to 
   CHECK(clusterd::test::run({front, "--home=" + d.home(), "ping"}).exit_code == 0);
   for (std::vector<std::string> other : {std::vector<std::string>{"validate", "x.yaml"},
                                          {"--home", d.home(), "start", "web"},
+                                         {"--home", d.home(), "reload", "web"},
                                          {"status", "--help"},
                                          {"--version"}}) {
     other.insert(other.begin(), front);

@@ -84,10 +84,13 @@ std::vector<pid_t> DaemonUnderTest::pids(const std::string& app) {
   return out;
 }
 
-clusterd::test::RunResult DaemonUnderTest::cli(const std::vector<std::string>& args) {
+clusterd::test::RunResult DaemonUnderTest::cli(const std::vector<std::string>& args,
+                                               const std::map<std::string, std::string>& env) {
   std::vector<std::string> a{"--home", home_path_};
   a.insert(a.end(), args.begin(), args.end());
-  return clusterd::test::runClusterd(a);
+  clusterd::test::RunOptions o;
+  o.env = env;
+  return clusterd::test::runClusterd(a, o);
 }
 
 AppConfig testApp(const std::string& name, int instances, int port, std::vector<std::string> args) {

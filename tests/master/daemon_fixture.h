@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -44,8 +45,10 @@ class DaemonUnderTest {
   void crash();
   // Starts a new daemon on the same home (after crash()).
   void startAgain();
-  // Runs the CLI against this home.
-  clusterd::test::RunResult cli(const std::vector<std::string>& args);
+  // Runs the CLI against this home, with `env` added to its environment
+  // (not the daemon's).
+  clusterd::test::RunResult cli(const std::vector<std::string>& args,
+                                const std::map<std::string, std::string>& env = {});
 
  private:
   void launch();
