@@ -175,22 +175,30 @@ void Consumer::Impl::start(std::function<void(Result<void>)> cb) {
   });
 }
 
+int Consumer::Impl::fetchSize(const QueueState& q) const {
+  if (!started_ || draining_ || q.fetches >= kMaxFetches) return 0;
+  int unasked = freeSlots(q) - q.requested;
+  int half = std::max(1, (q.spec.concurrency + 1) / 2);
+  return std::max(0, std::min({unasked, half, options_.batch}));
+}
+
 void Consumer::Impl::pump(QueueState& q) {
-  if (!started_ || draining_ || q.fetching) return;
   if (uv_is_active(reinterpret_cast<uv_handle_t*>(q.retry.get()))) return;
-  int free = freeSlots(q);
-  if (free <= 0) return;
+  int n = fetchSize(q);
+  if (n <= 0) return;
   // Pending acknowledgements carry the reservation (fetch-next).
   if (!q.acks.empty()) return scheduleFlush();
-  reserve(q, std::min(free, options_.batch));
+  reserve(q, n);
 }
 
 void Consumer::Impl::reserve(QueueState& q, int n) {
-  q.fetching = true;
+  ++q.fetches;
+  q.requested += n;
   scripts_->run(ScriptId::kReserve, q.keys,
                 {std::to_string(nowMs()), std::to_string(n), std::to_string(q.lease_ms)},
-                [this, &q](const Reply& r) {
-                  q.fetching = false;
+                [this, &q, n](const Reply& r) {
+                  --q.fetches;
+                  q.requested -= n;
                   if (r.isError()) return redisTrouble(q, "reserving jobs", r.error());
                   onReserved(q, r);
                 });
@@ -268,8 +276,7 @@ void Consumer::Impl::flushAcks() {
 
 void Consumer::Impl::flushQueue(QueueState& q) {
   if (q.acks.empty() && q.done_tokens.empty()) return;
-  int fetch = 0;
-  if (started_ && !draining_ && !q.fetching && freeSlots(q) > 0) fetch = std::min(freeSlots(q), options_.batch);
+  int fetch = fetchSize(q);
   auto acks = std::move(q.acks);
   auto done = std::move(q.done_tokens);
   q.acks.clear();
@@ -292,12 +299,18 @@ void Consumer::Impl::flushQueue(QueueState& q) {
     args.push_back(std::to_string(i + 1));
     args.push_back(acks[i].result);
   }
-  if (fetch > 0) q.fetching = true;
+  if (fetch > 0) {
+    ++q.fetches;
+    q.requested += fetch;
+  }
   ++outstanding_;
   scripts_->run(ScriptId::kComplete, q.keys, args,
                 [this, &q, fetch, acks = std::move(acks), done = std::move(done)](const Reply& r) mutable {
                   --outstanding_;
-                  if (fetch > 0) q.fetching = false;
+                  if (fetch > 0) {
+                    --q.fetches;
+                    q.requested -= fetch;
+                  }
                   if (r.isError() || r.size() < 2) {
                     // Keep them: acknowledged again once Redis answers (a
                     // repeated acknowledgement is refused harmlessly).
@@ -370,7 +383,7 @@ void Consumer::Impl::drain(Millis timeout, std::function<void()> cb) {
 void Consumer::Impl::checkDrained() {
   if (!draining_ || !drained_cb_) return;
   for (auto& q : queues_) {
-    if (q->in_flight > 0 || q->fetching) return;
+    if (q->in_flight > 0 || q->fetches > 0) return;
     if (!q->acks.empty() || !q->done_tokens.empty()) {
       if (!conn_->ready()) continue;  // Redis is gone: leases expire instead
       return scheduleFlush();

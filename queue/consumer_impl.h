@@ -1,10 +1,14 @@
 // The consumer's internals (queue/consumer.h), shared by consumer.cpp (the
 // reserve/acknowledge cycle) and consumer_run.cpp (running handlers).
 //
-// Design: per queue, at most one reservation is in flight at a time (a plain
-// reserve, or the fetch part of an acknowledgement), so a consumer never holds
-// more than its concurrency. Completions of one loop turn are acknowledged by
-// one script call, flushed from a zero timer. A lease (fencing token) covers
+// Design: per queue, at most two reservations are in flight at a time (a
+// plain reserve, or the fetch part of an acknowledgement), each for at most
+// half the queue's concurrency, and never for more slots than are free and
+// not already asked for, so a consumer never holds more than its concurrency.
+// Two in flight keep Redis busy while this process runs the jobs of the other
+// batch: with one, Redis would wait for the consumer and the consumer for
+// Redis, in turn. Completions of one loop turn are acknowledged by one script
+// call, flushed from a zero timer. A lease (fencing token) covers
 // one reserved batch; the consumer counts the batch's jobs still running and
 // closes the lease with the acknowledgement of its last job, so lease
 // closing is always ordered after every acknowledgement of that batch on the
@@ -58,7 +62,8 @@ struct QueueState {
   std::unique_ptr<RedisConnection> block;  // BZPOPMIN only
   int in_flight = 0;    // slots taken: handlers whose work has not stopped
   int overrunning = 0;  // of those, handlers whose attempt timed out already
-  bool fetching = false;   // a reservation is in flight
+  int fetches = 0;     // reservations in flight (at most kMaxFetches)
+  int requested = 0;   // slots those reservations asked for
   bool blocking = false;   // BZPOPMIN is in flight
   std::map<std::string, int> tokens;  // lease token -> jobs of it still running
   std::vector<Ack> acks;
@@ -90,6 +95,9 @@ class Consumer::Impl {
   void redisTrouble(QueueState& q, std::string_view what, std::string_view error);
   void checkDrained();
   int freeSlots(const QueueState& q) const { return q.spec.concurrency - q.in_flight; }
+  // How many jobs a new reservation may ask for now (0: none may be sent).
+  int fetchSize(const QueueState& q) const;
+  static constexpr int kMaxFetches = 2;
 
   // consumer_run.cpp: running handlers and ending attempts.
   void dispatch(QueueState& q, const std::string& token, Job job, std::string_view record, std::string_view meta);

@@ -22,9 +22,21 @@ if next(results) ~= nil and not K_RESULTS then
   return redis.error_reply('complete: results need the 20th key (results); see docs/QUEUE.md')
 end
 local flags, done, stored = {}, {}, {}
+-- One HMGET for the batch's lease holders (at most BATCH_MAX ids a call):
+-- a call from Lua costs more than the lookup it makes.
+local holders = {}
+for first = 0, n - 1, BATCH_MAX do
+  local ids = {}
+  for i = first, math.min(first + BATCH_MAX, n) - 1 do ids[#ids + 1] = ARGV[6 + 2 * i] end
+  local got = redis.call('HMGET', K_ACTIVE, unpack(ids))
+  for k = 1, #got do holders[first + k] = got[k] end
+end
+-- A job named twice in one call is acknowledged once.
+local seen = {}
 for i = 0, n - 1 do
   local id, token = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
-  if redis.call('HGET', K_ACTIVE, id) == token then
+  if holders[i + 1] == token and not seen[id] then
+    seen[id] = true
     done[#done + 1] = id
     flags[#flags + 1] = 1
     local result = results[i + 1]

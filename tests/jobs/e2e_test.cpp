@@ -81,7 +81,7 @@ TEST_CASE("2000 orders from 100 clients while workers are SIGKILLed: each applie
                         {"lines",
                          {{{"sku", fmt::format("SKU-{:06}", i % kProducts + 1)}, {"qty", 1 + i % 2}},
                           {{"sku", fmt::format("SKU-{:06}", (i * 7) % kProducts + 1)}, {"qty", 1}}}},
-                        {"idempotency_key", "k" + std::to_string(i)}};
+                        {"idempotency_key", fmt::format("k{}", i)}};
     reqs.push_back({"POST", st.url("/v1/orders"), body.dump()});
   }
 

@@ -37,6 +37,44 @@ TEST_CASE_METHOD(test::QueueFixture, "enqueued jobs run once each and are counte
   CHECK(k.per_min == 300);
 }
 
+TEST_CASE_METHOD(test::QueueFixture, "a consumer never runs more jobs of a queue at once than its concurrency") {
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < 200; ++i) jobs.push_back(newJob("hold", {{"i", i}}));
+  enqueueMany("work", std::move(jobs));
+  auto c = consumer("work", 5);
+  int running = 0, most = 0;
+  size_t most_active = 0;
+  c->handle("hold", [&](const Job&, Done done) {
+    most = std::max(most, ++running);
+    // Finish on a later loop turn, so that jobs overlap and reservations
+    // are sent while others run.
+    auto* t = new uv_timer_t;
+    uv_timer_init(loop.get(), t);
+    t->data = new Done([&, done](Outcome o) {
+      --running;
+      done(std::move(o));
+    });
+    uv_timer_start(
+        t,
+        [](uv_timer_t* h) {
+          auto* d = static_cast<Done*>(h->data);
+          (*d)(success());
+          delete d;
+          uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) { delete reinterpret_cast<uv_timer_t*>(x); });
+        },
+        1 + static_cast<uint64_t>(most % 3), 0);
+  });
+  start(*c);
+  REQUIRE(loop.runUntil([&] {
+    most_active = std::max(most_active, static_cast<size_t>(counts("work").active));
+    return c->stats().completed == 200;
+  }, 30s));
+  CHECK(most <= 5);
+  CHECK(most >= 2);
+  // Redis never had more of them leased to this consumer than it may run.
+  CHECK(most_active <= 5);
+}
+
 TEST_CASE_METHOD(test::QueueFixture, "the consumer counts completed, failed, dead and running jobs per queue") {
   for (int i = 0; i < 3; ++i) enqueue("ok", newJob("ok"));
   enqueue("bad", newJob("bad", nullptr, {.attempts = 1}));

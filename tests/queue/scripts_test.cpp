@@ -243,3 +243,18 @@ TEST_CASE(
   }
   CHECK(f.show("shape", good)->state == JobState::kCompleted);
 }
+
+TEST_CASE("complete acknowledges a job named twice in one call once", "[queue][scripts]") {
+  QueueFixture f;
+  std::string id = f.enqueue("twice", test::newJob("a"));
+  std::string token = reserveAt(f.redis, "twice", nowMs());
+  REQUIRE(!token.empty());
+  auto r = lines(evalScript(f.redis, ScriptId::kComplete, "twice",
+                            {std::to_string(nowMs()), "2", "1", "0", "10000", id, token, id, token, token}));
+  REQUIRE(r.size() >= 2);
+  CHECK(r[0] == "1");
+  CHECK(r[1] == "0");
+  CHECK(f.redis.command({"HGET", "cq:{twice}:stats", "completed"}) == "1");
+  CHECK(f.redis.command({"ZCARD", "cq:{twice}:completed"}) == "1");
+  CHECK(f.redis.command({"HLEN", "cq:{twice}:active"}) == "0");
+}
