@@ -160,9 +160,11 @@ local function retain(zkey, ids, now, keep, age)
     deleteJobs(ids)
     return
   end
+  -- The score as text once: Lua would format the number again for every job.
+  local score = string.format('%d', now)
   local args = {}
   for i, id in ipairs(ids) do
-    args[#args + 1] = now
+    args[#args + 1] = score
     args[#args + 1] = id
   end
   for i = 1, #args, 1000 do
@@ -309,8 +311,9 @@ local function reserve(now, n, lease_ms, caller_now)
   local token = tostring(redis.call('HINCRBY', K_SEQ, 'lease', 1))
   if limit > 0 then
     local entries = {}
+    local score = string.format('%d', rnow)
     for i = 1, #ids do
-      entries[#entries + 1] = rnow
+      entries[#entries + 1] = score
       entries[#entries + 1] = token .. ':' .. i
     end
     for i = 1, #entries, 1000 do
