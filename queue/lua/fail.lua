@@ -8,7 +8,9 @@
 --       'permanent' the handler reported a failure retrying cannot fix: dead
 --                 at once, the remaining attempts unused (meta.permanent = true)
 --       'reject'  the job is malformed (bad record, unknown name): dead at once
---       'release' give the job back untouched (consumer shutting down)
+--       'release' give the job back untouched (consumer shutting down), with
+--                 its record's priority whatever `priority` says: a consumer
+--                 may release a job before it decoded the record
 -- Returns 1, 2 when a 'retry' found no attempts left (the job is dead), or 0
 -- when the token is stale (the lease was lost: nothing changed).
 local caller_now, id, token, mode = argNumber(1, 'now_ms'), ARGV[2], ARGV[3], ARGV[4]
@@ -28,7 +30,7 @@ end
 if redis.call('HGET', K_ACTIVE, id) ~= token then return 0 end
 redis.call('HDEL', K_ACTIVE, id)
 if mode == 'release' then
-  pushReady(id, prio, true)
+  pushReady(id, recordPriority(id), true)
   wake()
   return 1
 end

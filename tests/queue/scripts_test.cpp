@@ -258,3 +258,21 @@ TEST_CASE("complete acknowledges a job named twice in one call once", "[queue][s
   CHECK(f.redis.command({"ZCARD", "cq:{twice}:completed"}) == "1");
   CHECK(f.redis.command({"HLEN", "cq:{twice}:active"}) == "0");
 }
+
+TEST_CASE("a released job goes back with its record's priority, whatever the caller says",
+          "[queue][scripts]") {
+  QueueFixture f;
+  auto job = test::newJob("a");
+  job.options.priority = 7;
+  std::string id = f.enqueue("prio", std::move(job));
+  std::string token = reserveAt(f.redis, "prio", nowMs());
+  REQUIRE(!token.empty());
+  auto r = evalScript(f.redis, ScriptId::kFail, "prio",
+                      {std::to_string(nowMs()), id, token, "release", "", "0", "0", "1"});
+  CHECK(r == "1");
+  CHECK(f.redis.command({"ZSCORE", "cq:{prio}:prio", id}) != "(nil)");
+  CHECK(f.redis.command({"LLEN", "cq:{prio}:wait"}) == "0");
+  auto shown = f.show("prio", id);
+  REQUIRE(shown);
+  CHECK(shown->priority == 7);
+}
