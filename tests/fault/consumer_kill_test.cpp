@@ -32,21 +32,7 @@ TEST_CASE(
   st.waitAccepting(st.api_port);
   st.waitAccepting(st.jobs_port);
 
-  TestLoop loop;
-  auto client = queue::Client::create(loop.get(), {.redis_url = st.redis.url()}).value();
-  std::set<std::string> accepted_jobs;
-  {
-    std::vector<queue::NewJob> jobs;
-    for (int i = 0; i < kJobs; ++i)
-      jobs.push_back({"inventory.adjust",
-                      queue::payloadFromJson(nlohmann::json::parse(inventoryPayload(st, i))),
-                      {.attempts = 12, .backoff = 100ms}});
-    std::optional<Result<std::vector<queue::Enqueued>>> r;
-    client->enqueueBulk("inventory", std::move(jobs), [&](auto res) { r.emplace(std::move(res)); });
-    REQUIRE(loop.runUntil([&] { return r.has_value(); }, 10s));
-    REQUIRE(*r);
-    for (auto& e : **r) accepted_jobs.insert(e.id);
-  }
+  std::set<std::string> accepted_jobs = enqueueInventoryJobs(st, kJobs);
 
   auto requests = checkoutRequests(st, kOrders);
   std::vector<HttpResponse> responses;

@@ -10,6 +10,9 @@
 #include <sstream>
 #include <thread>
 
+#include "queue/client.h"
+#include "tests/queue/loop_support.h"
+
 namespace clusterd::test::fault {
 using namespace std::chrono_literals;
 
@@ -357,6 +360,22 @@ void report(const std::string& name,
 
 double secondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::set<std::string> enqueueInventoryJobs(const ShopStack& st, int count) {
+  TestLoop loop;
+  auto client = queue::Client::create(loop.get(), {.redis_url = st.redis.url()}).value();
+  std::vector<queue::NewJob> jobs;
+  for (int i = 0; i < count; ++i)
+    jobs.push_back({"inventory.adjust", queue::payloadFromJson(nlohmann::json::parse(inventoryPayload(st, i))),
+                    {.attempts = 12, .backoff = 100ms}});
+  std::optional<Result<std::vector<queue::Enqueued>>> r;
+  client->enqueueBulk("inventory", std::move(jobs), [&](auto res) { r.emplace(std::move(res)); });
+  REQUIRE(loop.runUntil([&] { return r.has_value(); }, 10s));
+  REQUIRE(*r);
+  std::set<std::string> ids;
+  for (auto& e : **r) ids.insert(e.id);
+  return ids;
 }
 
 }  // namespace clusterd::test::fault

@@ -88,6 +88,9 @@ int retryUnaccepted(const ShopStack& st, const std::vector<HttpRequest>& request
 
 // The payload of inventory job `i`: +1 on one SKU of the upper half.
 std::string inventoryPayload(const ShopStack& st, int i);
+// Enqueues `count` inventory.adjust jobs (12 attempts, 100 ms backoff) in
+// one bulk call; the ids Redis accepted.
+std::set<std::string> enqueueInventoryJobs(const ShopStack& st, int count);
 
 // ---- Accounting ----
 
