@@ -104,16 +104,7 @@ TEST_CASE(
   int retried_requests = retryUnaccepted(st, requests, responses);
   auto accepted = acceptedOrders(requests, responses);
 
-  REQUIRE(waitOrdersSettled(st, 90s));
-  REQUIRE(waitQueueDrained(st, "orders", 60s));
-  REQUIRE(waitQueueDrained(st, "inventory", 60s));
-  REQUIRE(waitQueueDrained(st, "email", 60s));
-  auto [confirmed, rejected] = checkOrdersAccounted(st, accepted);
-  QueueAccount orders = accountQueue(st, "orders");
-  QueueAccount inventory = accountQueue(st, "inventory");
-  checkJobsAccounted(orders, acceptedOrderJobs(responses));
-  checkJobsAccounted(inventory, accepted_jobs);
-  checkInventoryExactlyOnce(st, inventory);
+  auto [confirmed, rejected, orders, inventory] = settleAndAccount(st, accepted, responses, accepted_jobs);
   report("master-kill",
          {{"orders_accepted", std::to_string(accepted.size())},
           {"first_answer_not_accepted", std::to_string(first_unaccepted)},

@@ -62,16 +62,7 @@ TEST_CASE(
   int retried_requests = retryUnaccepted(st, requests, responses);
   auto accepted = acceptedOrders(requests, responses);
 
-  REQUIRE(waitOrdersSettled(st, 90s));
-  REQUIRE(waitQueueDrained(st, "orders", 60s));
-  REQUIRE(waitQueueDrained(st, "inventory", 60s));
-  REQUIRE(waitQueueDrained(st, "email", 60s));
-  auto [confirmed, rejected] = checkOrdersAccounted(st, accepted);
-  QueueAccount orders = accountQueue(st, "orders");
-  QueueAccount inventory = accountQueue(st, "inventory");
-  checkJobsAccounted(orders, acceptedOrderJobs(responses));
-  checkJobsAccounted(inventory, accepted_jobs);
-  checkInventoryExactlyOnce(st, inventory);
+  auto [confirmed, rejected, orders, inventory] = settleAndAccount(st, accepted, responses, accepted_jobs);
   int64_t recreated = std::stoll(
       st.redis.command({"EVAL",
                         "local n = 0 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do"

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "queue/client.h"
 #include "tests/queue/loop_support.h"
@@ -376,6 +377,23 @@ std::set<std::string> enqueueInventoryJobs(const ShopStack& st, int count) {
   std::set<std::string> ids;
   for (auto& e : **r) ids.insert(e.id);
   return ids;
+}
+
+Settled settleAndAccount(ShopStack& st, const std::map<int64_t, std::string>& accepted,
+                         const std::vector<HttpResponse>& responses,
+                         const std::set<std::string>& accepted_inventory_jobs) {
+  REQUIRE(waitOrdersSettled(st, 90s));
+  REQUIRE(waitQueueDrained(st, "orders", 60s));
+  REQUIRE(waitQueueDrained(st, "inventory", 60s));
+  REQUIRE(waitQueueDrained(st, "email", 60s));
+  Settled out;
+  std::tie(out.confirmed, out.rejected) = checkOrdersAccounted(st, accepted);
+  out.orders = accountQueue(st, "orders");
+  out.inventory = accountQueue(st, "inventory");
+  checkJobsAccounted(out.orders, acceptedOrderJobs(responses));
+  checkJobsAccounted(out.inventory, accepted_inventory_jobs);
+  checkInventoryExactlyOnce(st, out.inventory);
+  return out;
 }
 
 }  // namespace clusterd::test::fault

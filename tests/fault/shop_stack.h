@@ -136,6 +136,20 @@ std::set<std::string> acceptedOrderJobs(const std::vector<HttpResponse>& respons
 // Waits (bounded) until no order is pending and every email left.
 bool waitOrdersSettled(ShopStack& st, std::chrono::seconds limit);
 
+// What every shop fault test checks once the fault is over: waits (bounded)
+// for the orders to settle and the queues to drain, then checks that every
+// accepted order was decided once, every accepted order.process and
+// inventory job reached a final state, and each inventory job applied once.
+struct Settled {
+  int64_t confirmed = 0;
+  int64_t rejected = 0;
+  QueueAccount orders;
+  QueueAccount inventory;
+};
+Settled settleAndAccount(ShopStack& st, const std::map<int64_t, std::string>& accepted,
+                         const std::vector<HttpResponse>& responses,
+                         const std::set<std::string>& accepted_inventory_jobs);
+
 // One line of numbers for the CTest log: "fault <name>: k=v k=v …".
 void report(const std::string& name,
             const std::vector<std::pair<std::string, std::string>>& numbers);
