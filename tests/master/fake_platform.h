@@ -7,9 +7,11 @@
 #include <signal.h>
 
 #include <map>
+#include <string>
 #include <vector>
 
 #include "master/platform.h"
+#include "master/supervisor.h"
 
 namespace clusterd::master::test {
 
@@ -116,5 +118,16 @@ class FakePlatform : public Platform {
   pid_t next_pid_ = 1000;
   std::map<TimerId, Timer> timers_;
 };
+
+// Supervisor options for tests on a FakePlatform: nothing is executed, so
+// any program stands for the master's own binary; logs go to `log_dir`; no
+// trampoline process sits between the fake master and its fake workers.
+inline SupervisorOptions fakeSupervisorOptions(const std::string& log_dir) {
+  SupervisorOptions o;
+  o.self_exe = "/bin/true";
+  o.log_dir = log_dir;
+  o.use_trampoline = false;
+  return o;
+}
 
 }  // namespace clusterd::master::test

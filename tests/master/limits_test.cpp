@@ -19,10 +19,7 @@ struct Fixture {
   clusterd::test::TempDir dir;
   FakePlatform platform;
   Supervisor sup{platform, [&] {
-                   SupervisorOptions o;
-                   o.self_exe = "/bin/true";
-                   o.log_dir = dir.path();
-                   o.use_trampoline = false;
+                   auto o = clusterd::master::test::fakeSupervisorOptions(dir.path());
                    o.max_apps = 2;
                    o.max_workers = 4;
                    return o;

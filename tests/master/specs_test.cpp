@@ -21,11 +21,8 @@ struct Fixture {
   clusterd::test::TempDir dir;
   FakePlatform platform;
   Supervisor sup{platform, [&] {
-                   SupervisorOptions o;
-                   o.self_exe = "/bin/true";
+                   auto o = clusterd::master::test::fakeSupervisorOptions(dir.path());
                    o.worker_exe = "/bin/true";
-                   o.log_dir = dir.path();
-                   o.use_trampoline = false;
                    o.base_env = {"PATH=/usr/bin:/bin", "FROM_DAEMON=daemon", "SHARED=daemon"};
                    return o;
                  }()};
