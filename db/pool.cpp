@@ -17,6 +17,7 @@ struct Pool::Slot {
   bool leased = false;
   int failures = 0;
   bool ever_connected = false;
+  uint64_t set_up_session = 0;  // the connection's session() whose setup succeeded
   UvHandle<uv_timer_t> retry;
 };
 
@@ -75,20 +76,68 @@ void Pool::connectSlot(Slot& slot) {
       scheduleReconnect(*s, *err);
       return;
     }
-    if (s->failures > 0 || s->ever_connected) {
-      ++stats_.reconnects;
-      if (s->failures > 0) log::info("db", "reconnected to {}", s->conn->describe());
-    }
-    s->failures = 0;
-    s->ever_connected = true;
-    serveWaiters();
+    // The backoff is reset only once the session is usable, so a setup
+    // that keeps failing is retried ever more slowly and logged once.
+    if (setup_) return setUpSession(*s, [this, s] { sessionOpened(*s); });
+    sessionOpened(*s);
   });
 }
 
-void Pool::scheduleReconnect(Slot& slot, const DbError& why) {
+void Pool::sessionOpened(Slot& slot) {
+  if (slot.failures > 0 || slot.ever_connected) {
+    ++stats_.reconnects;
+    if (slot.failures > 0) log::info("db", "reconnected to {}", slot.conn->describe());
+  }
+  slot.failures = 0;
+  slot.ever_connected = true;
+  serveWaiters();
+}
+
+bool Pool::setUp(const Slot& slot) const {
+  return !setup_ || slot.set_up_session == slot.conn->session();
+}
+
+// Runs the setup on an idle session that nobody holds; `then` runs once it
+// succeeded. The slot stays leased meanwhile, so nothing else is sent first.
+void Pool::setUpSession(Slot& slot, std::function<void()> then) {
+  slot.leased = true;
+  Slot* s = &slot;
+  Connection* conn = slot.conn.get();
+  uint64_t session = conn->session();
+  std::shared_ptr<const Setup> setup = setup_;
+  conn->execute(setup->batch, [this, s, conn, session, setup, then = std::move(then)](Reply r) {
+    noteReply(conn, r);
+    s->leased = false;
+    std::optional<DbError> refused = setup->check(r);
+    if (!refused && conn->state() == Connection::State::kIdle) {
+      s->set_up_session = session;
+      return then();
+    }
+    if (!refused) refused = connectionError("connection lost during the session setup");
+    if (conn->state() != Connection::State::kDisconnected) conn->close();
+    scheduleReconnect(*s, *refused, "session setup failed");
+  });
+}
+
+std::unique_ptr<SessionSetup> Pool::setUpSessions(std::vector<Statement> batch,
+                                                  SessionCheck check) {
+  assert(!setup_ && "one session setup per pool");
+  assert(!batch.empty());
+  setup_ = std::make_shared<const Setup>(Setup{std::move(batch), std::move(check)});
+  serveWaiters();  // sets up the idle sessions now
+  return std::unique_ptr<SessionSetup>(new SessionSetup(self_));
+}
+
+// Runs no callback: every idle session is either set up or setting up (its
+// setup's end serves the waiters), so no request waits on the removal.
+SessionSetup::~SessionSetup() {
+  if (auto pool = pool_.lock()) (*pool)->setup_.reset();
+}
+
+void Pool::scheduleReconnect(Slot& slot, const DbError& why, std::string_view what) {
   if (closing_) return;
   last_error_ = why.message;
-  if (slot.failures == 0) log::warn("db", "connection lost: {}", why.message);
+  if (slot.failures == 0) log::warn("db", "{}: {}", what, why.message);
   int shift = std::min(slot.failures, 10);
   ++slot.failures;
   auto base = options_.backoff_min.count() << shift;
@@ -109,7 +158,8 @@ void Pool::scheduleReconnect(Slot& slot, const DbError& why) {
 void Pool::acquire(std::chrono::milliseconds timeout,
                    std::function<void(Connection*, std::optional<DbError>)> grant) {
   for (auto& s : slots_) {
-    if (!s->leased && s->conn->state() == Connection::State::kIdle && waiters_.empty()) {
+    if (!s->leased && s->conn->state() == Connection::State::kIdle && setUp(*s) &&
+        waiters_.empty()) {
       s->leased = true;
       grant(s->conn.get(), std::nullopt);
       return;
@@ -122,8 +172,12 @@ void Pool::acquire(std::chrono::milliseconds timeout,
 
 void Pool::serveWaiters() {
   for (auto& s : slots_) {
-    if (waiters_.empty()) return;
     if (s->leased || s->conn->state() != Connection::State::kIdle) continue;
+    if (!setUp(*s)) {
+      setUpSession(*s, [this] { serveWaiters(); });
+      continue;
+    }
+    if (waiters_.empty()) continue;
     if (!waiters_.front().batch.empty()) {
       runMerged(*s);
       continue;

@@ -14,6 +14,14 @@
 // rides in the same pipeline as the transaction's first statements and
 // COMMIT in the same pipeline as its last ones, so a typical transaction
 // costs two round trips.
+//
+// A session setup (setUpSessions()) is a batch the pool runs on each new
+// session before lending it to anyone: a check that must precede a
+// session's first statement (the shop moves the order id sequence on after
+// a crash, jobs/order_ids.h) costs one round trip per connection instead of
+// one statement per request. A session is lent out only once its setup
+// succeeded; one whose setup fails is closed and opened again like a broken
+// connection, so nothing runs on a session that was not set up.
 #pragma once
 
 #include <uv.h>
@@ -25,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/uv_handle.h"
@@ -120,6 +129,28 @@ class Transaction : public std::enable_shared_from_this<Transaction> {
 using TransactionPtr = std::shared_ptr<Transaction>;
 using TransactionCallback = std::function<void(TransactionPtr, std::optional<DbError>)>;
 
+// Judges the reply of a session's setup batch: nullopt lets the pool lend
+// the session out, an error refuses it (the session is closed and opened
+// again with the reconnect backoff, and requests that time out meanwhile
+// fail with that error). Called for failed replies too, so that the error
+// can say what to do.
+using SessionCheck = std::function<std::optional<DbError>(const Reply&)>;
+
+// Keeps a session setup installed on its pool (Pool::setUpSessions());
+// destroying it removes the setup, leaving the sessions already set up as
+// they are. It may outlive the pool.
+class SessionSetup {
+ public:
+  ~SessionSetup();
+  SessionSetup(const SessionSetup&) = delete;
+  SessionSetup& operator=(const SessionSetup&) = delete;
+
+ private:
+  friend class Pool;
+  explicit SessionSetup(std::weak_ptr<Pool*> pool) : pool_(std::move(pool)) {}
+  std::weak_ptr<Pool*> pool_;
+};
+
 class Pool {
  public:
   Pool(uv_loop_t* loop, PoolOptions options);
@@ -151,13 +182,24 @@ class Pool {
   void transaction(TransactionCallback done);
   // SELECT 1 with its own deadline, for health checks.
   void ping(std::chrono::milliseconds timeout, std::function<void(std::optional<DbError>)> done);
+  // Runs `batch` (one pipeline, so one implicit transaction) on every
+  // session of the pool, those open now and each one opened later, before
+  // anything else may use it, and lets `check` judge the reply. At most one
+  // setup per pool at a time.
+  [[nodiscard]] std::unique_ptr<SessionSetup> setUpSessions(std::vector<Statement> batch,
+                                                            SessionCheck check);
 
   PoolStats stats() const;
   const PoolOptions& options() const { return options_; }
 
  private:
   friend class Transaction;
+  friend class SessionSetup;
   struct Slot;
+  struct Setup {
+    std::vector<Statement> batch;
+    SessionCheck check;
+  };
   // A request waiting for a connection: either a lease (grant) or a batch
   // that may share a pipeline with the batches queued behind it.
   struct Waiter {
@@ -177,7 +219,10 @@ class Pool {
   void runGrouped(Slot& slot, std::vector<Waiter> group);
   void enqueueBatch(std::vector<Statement> batch, ReplyCallback done, bool groupable);
   void connectSlot(Slot& slot);
-  void scheduleReconnect(Slot& slot, const DbError& why);
+  void sessionOpened(Slot& slot);
+  bool setUp(const Slot& slot) const;
+  void setUpSession(Slot& slot, std::function<void()> then);
+  void scheduleReconnect(Slot& slot, const DbError& why, std::string_view what = "connection lost");
   void serveWaiters();
   void expireWaiters();
   void armWaiterTimer();
@@ -189,6 +234,7 @@ class Pool {
   PoolOptions options_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<Waiter> waiters_;
+  std::shared_ptr<const Setup> setup_;  // null: sessions need no setup
   UvHandle<uv_timer_t> waiter_timer_;
   std::shared_ptr<Pool*> self_;  // weak copies let Transactions outlive the pool safely
   std::string last_error_;
