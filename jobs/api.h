@@ -8,11 +8,13 @@
 // is down answers 503 (the client may retry with its idempotency key).
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "db/pool.h"
 #include "jobs/cache.h"
 #include "jobs/job.h"
+#include "jobs/order_ids.h"
 
 namespace clusterd::worker {
 class Router;
@@ -34,8 +36,13 @@ struct ApiStats {
 
 class ShopApi {
  public:
+  // The checkouts run on `pool`, whose every session is checked first for
+  // a PostgreSQL crash that may have taken back order ids (jobs/order_ids.h).
   ShopApi(db::Pool& pool, ProductCache& cache, EnqueueFn enqueue)
-      : pool_(pool), cache_(cache), enqueue_(std::move(enqueue)) {}
+      : pool_(pool),
+        cache_(cache),
+        enqueue_(std::move(enqueue)),
+        order_id_guard_(guardOrderIds(pool)) {}
   void registerRoutes(worker::Router& router);
   const ApiStats& stats() const { return stats_; }
 
@@ -43,6 +50,7 @@ class ShopApi {
   db::Pool& pool_;
   ProductCache& cache_;
   EnqueueFn enqueue_;
+  std::unique_ptr<db::SessionSetup> order_id_guard_;
   ApiStats stats_;
 };
 

@@ -6,7 +6,9 @@
 // does not wait for a WAL flush), because the order.process job that
 // follows it is only as durable as Redis' AOF anyway. The job carries the
 // order itself (orderJobPayload()), so an order lost in an OS crash is
-// recreated by its job (docs/JOBS.md, "Durability of a checkout").
+// recreated by its job (docs/JOBS.md, "Durability of a checkout"), and the
+// checkout pool's session setup keeps the crash from handing its id to
+// another order (jobs/order_ids.h).
 #pragma once
 
 #include <functional>
