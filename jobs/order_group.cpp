@@ -79,6 +79,9 @@ std::vector<db::Statement> OrderGroup::recoveryStatements() const {
     }
   }
   std::vector<db::Statement> out;
+  // Held to COMMIT: the guard (jobs/order_ids.h) and this group never move
+  // the sequence at the same time, so neither sets it back below the other.
+  out.push_back(db::stmt("SELECT pg_advisory_xact_lock($1)", kOrderIdLock));
   out.push_back(
       db::stmt("WITH o AS ("
                "  INSERT INTO orders (id, customer, idempotency_key, created_at)"
@@ -101,7 +104,9 @@ std::vector<db::Statement> OrderGroup::recoveryStatements() const {
                db::int64Array(created), db::int64Array(line_orders), db::int64Array(line_nos),
                db::textArray(skus), db::int64Array(qtys), kMaxLostOrdersAhead));
   // Read-only unless the sequence is behind an id the jobs name, which only
-  // a crash that lost the sequence's advance can cause. Only ids within
+  // a crash that lost the sequence's advance can cause, and only until the
+  // checkout pool's guard moves it on past every lost id (jobs/order_ids.h;
+  // no checkout runs before that). Only ids within
   // kMaxLostOrdersAhead of the sequence count: an id the shop could not have
   // handed out (a forged job's, say 2^63 - 1) is left missing, its job fails,
   // and the sequence stays where it is.

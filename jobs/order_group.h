@@ -25,6 +25,7 @@
 
 #include "db/types.h"
 #include "jobs/job.h"
+#include "jobs/order_ids.h"
 #include "jobs/store.h"
 
 namespace clusterd::jobs {
@@ -95,19 +96,23 @@ class OrderGroup {
   // lock) lacks: its pending row was lost in a crash, and the group must
   // run again with the recovery statements below.
   bool lostCarriedOrder(const std::map<int64_t, GroupSnapshot::Order>& orders) const;
-  // Statements for the first pipeline, before the orders are locked:
-  // recreate the pending rows (and lines) of orders whose jobs carry them
-  // and whose rows are missing, in id order; move the order id sequence
-  // past those ids (a crash may have rolled it back); read which orders
-  // hold the jobs' idempotency keys. Their replies fill `recreated` and
-  // `key_owners` (readRecovery()).
+  // Statements for the first pipeline, before the orders are locked: take
+  // kOrderIdLock (jobs/order_ids.h); recreate the pending rows (and lines)
+  // of orders whose jobs carry them and whose rows are missing, in id
+  // order; move the order id sequence past those ids if it is behind them
+  // (the checkout pool's guard moves it on after a crash before any
+  // checkout, so this is a second line of defence); read which orders hold
+  // the jobs' idempotency keys. Their replies fill `recreated` and
+  // `key_owners` (readRecovery(), with the replies at kRecreatedReply and
+  // kKeyOwnersReply of these statements).
   std::vector<db::Statement> recoveryStatements() const;
-  // How far past the order id sequence a lost order's id may be. A crash
-  // loses only the orders of the last few hundred milliseconds before it
-  // (the checkout's commit does not wait for a WAL flush), far fewer than
-  // this; a job naming an id beyond it fails as a missing order.
-  static constexpr int64_t kMaxLostOrdersAhead = 100'000;
-  static constexpr size_t kRecoveryStatements = 3;
+  // How far past the order id sequence a lost order's id may be: as far as
+  // a crash can take the sequence back (kMaxLostOrderIds). A job naming an
+  // id beyond it fails as a missing order.
+  static constexpr int64_t kMaxLostOrdersAhead = kMaxLostOrderIds;
+  static constexpr size_t kRecoveryStatements = 4;
+  static constexpr size_t kRecreatedReply = 1;
+  static constexpr size_t kKeyOwnersReply = 3;
   static void readRecovery(const db::Rows& recreated, const db::Rows& key_owners,
                            GroupSnapshot& snap);
 

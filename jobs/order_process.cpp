@@ -134,7 +134,8 @@ class GroupRun : public std::enable_shared_from_this<GroupRun> {
     }
     for (int i = 0; i < r[0].size(); ++i) snap.inserted.insert(r[0].str(i, 0));
     if (recover_) {
-      OrderGroup::readRecovery(r[kRec], r[kRec + 2], snap);
+      OrderGroup::readRecovery(r[kRec + OrderGroup::kRecreatedReply],
+                               r[kRec + OrderGroup::kKeyOwnersReply], snap);
       if (!snap.recreated.empty())
         log::warn(
             "jobs",

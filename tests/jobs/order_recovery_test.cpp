@@ -3,8 +3,11 @@
 // can lose the row (and roll the order id sequence back) while the job lives
 // on in Redis. The job carries the order: it recreates the row and processes
 // it once, steps aside when the client placed the order again under its
-// idempotency key, and fails with the reason when a later order took its id.
-// The crash is simulated by deleting the row and moving the sequence back.
+// idempotency key, and fails with the reason when a later order took its id
+// (the defence behind the checkout pool's order id guard, which keeps that
+// from happening after a restart: tests/jobs/order_ids_test.cpp). The crash
+// is simulated by deleting the row and moving the sequence back, on a pool
+// without the guard.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
