@@ -7,6 +7,10 @@
 // The checkout commits without waiting for its WAL flush (docs/JOBS.md,
 // "Durability of a checkout"), so the crash may take orders that were
 // answered 202; their order.process jobs carry the order and recreate it.
+// It may take the order id sequence's last advances too: the workers move
+// the sequence on, once, before any checkout after the restart ("Order ids
+// after a crash"), so every accepted checkout still has an order id of its
+// own (acceptedOrders() requires it).
 #include <signal.h>
 
 #include <fmt/format.h>
@@ -63,6 +67,14 @@ TEST_CASE(
   auto accepted = acceptedOrders(requests, responses);
 
   auto [confirmed, rejected, orders, inventory] = settleAndAccount(st, accepted, responses, accepted_jobs);
+  // The checkouts after the crash got ids past the gap it left
+  // (jobs::kMaxLostOrderIds, 100,000), and the three workers that checked
+  // their sessions moved the sequence once between them.
+  constexpr int64_t kGap = 100'000;
+  int64_t after_gap = 0;
+  for (auto& [id, key] : accepted) after_gap += id > kGap;
+  CHECK(after_gap > 0);
+  CHECK(std::stoll(st.pg.scalar("SELECT last_value FROM orders_id_seq")) < 2 * kGap);
   int64_t recreated = std::stoll(
       st.redis.command({"EVAL",
                         "local n = 0 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do"
@@ -75,6 +87,7 @@ TEST_CASE(
           {"confirmed", std::to_string(confirmed)},
           {"rejected", std::to_string(rejected)},
           {"orders_recreated", std::to_string(recreated)},
+          {"orders_after_id_gap", std::to_string(after_gap)},
           {"order_jobs_completed", std::to_string(orders.completed.size())},
           {"order_jobs_dead", std::to_string(orders.dead.size())},
           {"order_jobs_retried", std::to_string(orders.stats["failed"])},

@@ -281,7 +281,8 @@ std::map<int64_t, std::string> acceptedOrders(const std::vector<HttpRequest>& re
     REQUIRE((responses[i].status == 202 || responses[i].status == 200));
     int64_t id = nlohmann::json::parse(responses[i].body).at("order_id").get<int64_t>();
     std::string key = nlohmann::json::parse(requests[i].body).at("idempotency_key");
-    // One idempotency key, one order.
+    // One order id per accepted checkout (and so per idempotency key): an
+    // id given out before a PostgreSQL crash is never given out again.
     REQUIRE(out.emplace(id, key).second);
   }
   return out;
