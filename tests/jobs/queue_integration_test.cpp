@@ -187,7 +187,7 @@ TEST_CASE("a postgres restart in the middle of a run delays queued orders but lo
   q.stop(f);
 }
 
-TEST_CASE("a shop job failing on bad data is dead after one attempt; a transient error retries",
+TEST_CASE("a shop job failing on bad data is dead after one attempt, a transient error retries",
           "[jobs][queue][postgres][redis]") {
   ShopFixture f(2, 100);
   QueueShop q(f);

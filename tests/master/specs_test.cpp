@@ -169,7 +169,7 @@ TEST_CASE("a built-in worker gets the caller's variables, set or removed, under 
   CHECK(f.hasEnv(f.platform.spawned.back(), "FROM_DAEMON=daemon"));
 }
 
-TEST_CASE("the app object carries vars; describe's copy leaves them out; bad ones are refused") {
+TEST_CASE("the app object carries vars, describe's copy leaves them out, bad ones are refused") {
   AppConfig a;
   a.spec.name = "api";
   a.vars = {{"SET", "value"}, {"UNSET", std::nullopt}};

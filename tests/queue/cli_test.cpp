@@ -15,7 +15,7 @@ TEST_CASE("queue verbs print usage with examples on --help") {
   }
 }
 
-TEST_CASE("enqueue prints only the id; bulk prints the count; queues, jobs and job show them") {
+TEST_CASE("enqueue prints only the id, bulk prints the count, queues, jobs and job show them") {
   test::RedisServer redis;
   test::RunOptions env{.env = {{"CLUSTERD_REDIS_URL", redis.url()}}};
   auto a = test::runClusterd({"enqueue", "orders", "order.process", R"({"order_id": 7})"}, env);

@@ -196,7 +196,7 @@ TEST_CASE("the durability check warns about a redis without AOF and refuses unde
   CHECK(*ok);
 }
 
-TEST_CASE("the durability check names an evicting maxmemory-policy; a strict consumer refuses to start") {
+TEST_CASE("the durability check names an evicting maxmemory-policy, a strict consumer refuses to start") {
   test::RedisServer evicting(test::RedisServer::Options{.extra_args = {"--maxmemory-policy", "allkeys-lru"}});
   test::TestLoop loop;
   auto lax = Client::create(loop.get(), {.redis_url = evicting.url()}).value();

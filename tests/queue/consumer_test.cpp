@@ -248,7 +248,7 @@ TEST_CASE_METHOD(test::QueueFixture, "a permanent failure sends the job to dead 
   CHECK(show("pf", async_id)->attempt == 1);
 }
 
-TEST_CASE("permanentFailure marks its Error; other errors are not permanent") {
+TEST_CASE("permanentFailure marks its Error, other errors are not permanent") {
   Error e = permanentFailure("bad data");
   CHECK(e.message == "permanent failure: bad data");
   CHECK(isPermanentFailure(e));
@@ -438,7 +438,7 @@ TEST_CASE_METHOD(test::QueueFixture, "command handlers get the payload on stdin 
   CHECK(show("c", d)->reason == "permanent failure: exited with status 65: bad sku");
 }
 
-TEST_CASE("exponential backoff doubles with jitter in the upper half; fixed stays put") {
+TEST_CASE("exponential backoff doubles with jitter in the upper half, fixed stays put") {
   CHECK(backoffDelayMs(BackoffType::kFixed, 500, 4, 12345) == 500);
   for (uint32_t r : {0u, 7u, 999999u}) {
     int64_t d1 = backoffDelayMs(BackoffType::kExponential, 1000, 1, r);

@@ -227,7 +227,7 @@ TEST_CASE_METHOD(
 }
 
 TEST_CASE_METHOD(test::QueueFixture,
-                 "a persistent job past its timeout or writing a stray line kills its process; the "
+                 "a persistent job past its timeout or writing a stray line kills its process, the "
                  "next job gets a new one") {
   ::signal(SIGPIPE, SIG_IGN);
   std::string hang = enqueue("h", newJob("p.hang", "hang", {.attempts = 1}));

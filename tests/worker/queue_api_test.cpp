@@ -237,7 +237,7 @@ TEST_CASE("the --queues flag consumes jobs with the built-in handlers and counts
   CHECK(getJob(w.port(), "other", other["id"])["state"] == "waiting");
 }
 
-TEST_CASE("command handlers from the ecosystem file run jobs; stdout is the result, stderr the log or the last_error",
+TEST_CASE("command handlers from the ecosystem file run jobs, stdout is the result, stderr the log or the last_error",
           "[worker][queue-api]") {
   RedisServer redis;
   TempDir dir("clusterd-handlers");
