@@ -13,7 +13,16 @@ class TestLoop {
  public:
   TestLoop() { uv_loop_init(&loop_); }
   ~TestLoop() {
-    // Let handles closed by destructors finish closing.
+    // Let handles closed by destructors finish closing, and the processes
+    // they stopped exit (a command handler's child is reaped by the loop,
+    // after its kill grace): for up to 10 s, woken every 10 ms, then give up.
+    auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    uv_timer_t tick;
+    uv_timer_init(&loop_, &tick);
+    uv_timer_start(&tick, [](uv_timer_t*) {}, 10, 10);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&tick));  // alive() ignores it
+    while (uv_loop_alive(&loop_) && std::chrono::steady_clock::now() < end) uv_run(&loop_, UV_RUN_ONCE);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
     for (int i = 0; i < 100 && uv_loop_close(&loop_) == UV_EBUSY; ++i) uv_run(&loop_, UV_RUN_NOWAIT);
   }
   uv_loop_t* get() { return &loop_; }
