@@ -59,9 +59,18 @@ if #done > 0 then
   end
   redis.call('HINCRBY', K_STATS, 'completed', #done)
   local bucket = math.floor(now / TPUT_BUCKET)
-  redis.call('HINCRBY', K_TPUT, bucket, #done)
-  redis.call('HDEL', K_TPUT, bucket - 7, bucket - 8)
-  retain(K_COMPLETED, done, now, cfgNumber('keep_completed', 1000), cfgNumber('keep_completed_age', 3600000))
+  -- Buckets older than a minute go when a new one starts, not on every
+  -- call; all of them, so an idle spell leaves none behind.
+  if redis.call('HINCRBY', K_TPUT, bucket, #done) == #done then
+    local old = {}
+    for _, b in ipairs(redis.call('HKEYS', K_TPUT)) do
+      local t = tonumber(b)
+      if not t or t < bucket - 6 then old[#old + 1] = b end
+      if #old >= BATCH_MAX then break end
+    end
+    if #old > 0 then redis.call('HDEL', K_TPUT, unpack(old)) end
+  end
+  retain(K_COMPLETED, done, now, cfgNumbers({'keep_completed', 1000, 'keep_completed_age', 3600000}))
 end
 for i = 0, ndone - 1 do
   local token = ARGV[base + i]

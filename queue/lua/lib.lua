@@ -52,6 +52,20 @@ local function cfgNumber(field, default)
   return default
 end
 
+-- Several settings in one call (a call from Lua costs more than the lookup):
+-- cfgNumbers({'a', 1, 'b', 2}) returns the values of a and b, or their defaults.
+local function cfgNumbers(pairs_)
+  local fields = {}
+  for i = 1, #pairs_, 2 do fields[#fields + 1] = pairs_[i] end
+  local got = redis.call('HMGET', K_CONFIG, unpack(fields))
+  local out = {}
+  for i = 1, #fields do
+    local default = pairs_[2 * i]
+    out[i] = got[i] and (tonumber(got[i]) or default) or default
+  end
+  return unpack(out)
+end
+
 local function prioScore(prio, id)
   return (1000 - prio) * PRIO_SHIFT + (tonumber(id) or 0) % PRIO_SHIFT
 end
@@ -282,17 +296,16 @@ local function reserve(now, n, lease_ms, caller_now)
   lease_ms = math.min(math.max(math.floor(lease_ms), 1), LEASE_MAX)
   recoverExpired(now)
   promoteDelayed(now)
-  if redis.call('HGET', K_CONFIG, 'paused') == '1' then
+  local paused, limit, window = cfgNumbers({'paused', 0, 'rate_limit', 0, 'rate_window', 1000})
+  if paused == 1 then
     return {'', toCaller(nextDue(), caller_now, now), 1, {}}
   end
   local rate_due = nil
-  local limit = cfgNumber('rate_limit', 0)
-  local window, rnow = 0, now
+  local rnow = now
   if limit > 0 and n > 0 then
     -- Sliding window: K_RATE holds one entry per job reserved within the
     -- last `window` ms, scored by the Redis server's clock (one clock for
     -- every host), so no span of `window` ms ever holds more than `limit`.
-    window = cfgNumber('rate_window', 1000)
     if redis.call('TYPE', K_RATE)['ok'] == 'string' then redis.call('DEL', K_RATE) end
     redis.call('ZREMRANGEBYSCORE', K_RATE, '-inf', rnow - window)
     local used = redis.call('ZCARD', K_RATE)
@@ -344,7 +357,11 @@ local function reserve(now, n, lease_ms, caller_now)
   else
     token = ''
   end
-  -- Work left: pass the wake-up on to another blocked consumer.
+  -- A short batch took every ready job: nothing is left to wake another
+  -- consumer for, and the caller may want to know when to look again. A
+  -- full one may have left work: pass the wake-up on to a blocked consumer;
+  -- its caller asks again at once, so no next_due (-1) is worked out.
+  if #ids < n then return {token, toCaller(nextDue(), caller_now, now), 0, out} end
   if redis.call('LLEN', K_WAIT) > 0 or redis.call('ZCARD', K_PRIO) > 0 then wake() end
-  return {token, toCaller(nextDue(), caller_now, now), 0, out}
+  return {token, -1, 0, out}
 end

@@ -276,3 +276,44 @@ TEST_CASE("a released job goes back with its record's priority, whatever the cal
   REQUIRE(shown);
   CHECK(shown->priority == 7);
 }
+
+TEST_CASE("a new throughput bucket removes every bucket older than a minute, after an idle spell too",
+          "[queue][scripts]") {
+  QueueFixture f;
+  std::string id = f.enqueue("tput", test::newJob("a"));
+  // Buckets of 10 s on Redis's clock: one from an hour ago (an idle spell),
+  // one from 30 s ago (still inside the minute), one a client wrote badly.
+  int64_t bucket = std::stoll(f.redis.command({"EVAL", "return tonumber(redis.call('TIME')[1]) * 1000", "0"})) / 10000;
+  f.redis.command({"HSET", "cq:{tput}:tput", std::to_string(bucket - 360), "5", std::to_string(bucket - 3), "7",
+                   "junk", "1"});
+  std::string token = reserveAt(f.redis, "tput", nowMs());
+  REQUIRE(!token.empty());
+  evalScript(f.redis, ScriptId::kComplete, "tput", {std::to_string(nowMs()), "1", "1", "0", "10000", id, token, token});
+
+  CHECK(f.redis.command({"HEXISTS", "cq:{tput}:tput", std::to_string(bucket - 360)}) == "0");
+  CHECK(f.redis.command({"HEXISTS", "cq:{tput}:tput", "junk"}) == "0");
+  CHECK(f.redis.command({"HGET", "cq:{tput}:tput", std::to_string(bucket - 3)}) == "7");
+}
+
+TEST_CASE("a full reservation leaves a wake-up for the jobs left, a short one says when to look again",
+          "[queue][scripts]") {
+  QueueFixture f;
+  for (int i = 0; i < 3; ++i) f.enqueue("batches", test::newJob("j" + std::to_string(i)));
+  f.enqueue("batches", test::newJob("later", nullptr, {.delay = 60s}));
+  f.redis.command({"DEL", "cq:{batches}:wake"});
+
+  auto full = lines(evalScript(f.redis, ScriptId::kReserve, "batches", {std::to_string(nowMs()), "2", "10000"}));
+  REQUIRE(full.size() >= 2);
+  CHECK(full[1] == "-1");  // jobs are left: the caller asks again at once
+  CHECK(f.redis.command({"ZCARD", "cq:{batches}:wake"}) == "1");
+
+  f.redis.command({"DEL", "cq:{batches}:wake"});
+  auto rest = lines(evalScript(f.redis, ScriptId::kReserve, "batches", {std::to_string(nowMs()), "2", "10000"}));
+  REQUIRE(rest.size() >= 2);
+  // Everything ready was taken: no wake-up, and next_due is the earliest of
+  // the delayed job and the two leases (10 s).
+  CHECK(f.redis.command({"ZCARD", "cq:{batches}:wake"}) == "0");
+  int64_t due = std::stoll(rest[1]);
+  CHECK(due > nowMs());
+  CHECK(due <= nowMs() + 10000);
+}
