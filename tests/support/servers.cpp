@@ -1,8 +1,10 @@
 // Implementation of tests/support/servers.h.
 //
-// Design: initdb is slow (seconds), so each test process runs it once into a
-// template directory and every PostgresServer copies that template. Redis
-// starts in milliseconds and gets a fresh directory each time.
+// Design: initdb is slow (a second of CPU), and CTest runs every test case
+// in a process of its own, so the first process that needs Postgres runs it
+// into a template directory named after the build tree, shared by every
+// later test process, and every PostgresServer copies that template. Redis starts in
+// milliseconds and gets a fresh directory each time.
 #include "tests/support/servers.h"
 
 #include <hiredis/hiredis.h>
@@ -87,25 +89,40 @@ std::string makePgDir(const char* prefix) {
   return buf.data();
 }
 
-// One initdb per test process, reused by copying.
+// One initdb per build tree (and Postgres binary), reused by copying. A
+// process builds the template in a directory of its own and renames it into
+// place, so a concurrent test either finds the whole template or builds its
+// own and, losing the rename, throws it away.
 std::string templateDir() {
   static std::once_flag once;
   static std::string dir;
   std::call_once(once, [] {
+    // In /tmp, which the postgres user can reach (a build tree under /root
+    // is not), named after the build tree and the binary it was made by.
+    dir = fmt::format("/tmp/clusterd-pgtemplate-{:x}",
+                      std::hash<std::string>{}(std::string(CLUSTERD_BINARY_DIR) + "|" + kPgBin));
+    if (fs::exists(dir + "/data/PG_VERSION")) return;
     PgUser u = pgUser();
-    dir = makePgDir("clusterd-pgtemplate");
-    chownTree(dir, u);
-    std::string data = dir + "/data";
-    Child initdb({fmt::format("{}/initdb", kPgBin), "-D", data, "-U", "postgres", "--auth=trust",
+    std::string tmpl = dir + ".tmp-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp for the postgres template in " + dir);
+    std::string tmp = buf.data();
+    chownTree(tmp, u);
+    Child initdb({fmt::format("{}/initdb", kPgBin), "-D", tmp + "/data", "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync", "--no-instructions"},
-                 {{"LC_ALL", "C"}}, dir + "/initdb.log", u.uid, u.gid);
+                 {{"LC_ALL", "C"}}, tmp + "/initdb.log", u.uid, u.gid);
     int st = initdb.wait(120s);
-    if (st != 0)
-      throw std::runtime_error("initdb failed: " + readFile(dir + "/initdb.log"));
-    std::atexit([] {
+    if (st != 0) {
+      std::string log = readFile(tmp + "/initdb.log");
       std::error_code ec;
-      fs::remove_all(dir, ec);
-    });
+      fs::remove_all(tmp, ec);
+      throw std::runtime_error("initdb failed: " + log);
+    }
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);  // another test process put its template in place first
+    }
   });
   return dir + "/data";
 }
