@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "queue/client.h"
+#include "queue/redis.h"
 #include "tests/fault/shop_stack.h"
 #include "tests/queue/loop_support.h"
 
@@ -58,6 +59,9 @@ void redisKilledTwiceUnderLoad(const std::string& appendfsync) {
       // Enqueues meanwhile fail at once; none is accepted.
       loop.runFor(300ms);
       st.redis.start();
+      // Send on once the client is back: what it refuses while it
+      // reconnects depends on the machine's speed, not on the fault.
+      REQUIRE(loop.runUntil([&] { return client->connection().ready(); }, 30s));
     }
   }
   loop.runFor(500ms);  // the last answers
