@@ -47,7 +47,7 @@ std::string listenText(const config::AppSpec& a) {
   return text.empty() ? "-" : text;
 }
 
-void printTable(const config::Ecosystem& eco) {
+void printEcosystem(const config::Ecosystem& eco) {
   std::vector<std::array<std::string, 5>> rows;
   rows.push_back({"NAME", "MODE", "INSTANCES", "LISTEN", "MEMORY LIMIT"});
   for (const auto& a : eco.apps) {
@@ -113,7 +113,7 @@ int runValidate(const ValidateArgs& args, const CliContext& ctx) {
     return kExitFailed;
   }
   if (!ctx.json) {
-    printTable(result.ecosystem);
+    printEcosystem(result.ecosystem);
     std::cout << fmt::format("{}: valid ({} app{})\n", args.file, result.ecosystem.apps.size(),
                              result.ecosystem.apps.size() == 1 ? "" : "s");
   }

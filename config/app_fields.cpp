@@ -54,46 +54,42 @@ std::map<std::string, std::string> readEnv(Reader& r, const Reader::Entry& e,
   return out;
 }
 
-YAML::Mark at(const Reader::Entry& e) {
-  return Reader::markOf(e.value, e.key_node);
-}
-
 const std::vector<Field<AppDraft>>& appFields() {
   using E = Reader::Entry;
   static const std::vector<Field<AppDraft>> fields = {
       {"name", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.has_name = true;
-         d.name_at = at(e);
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.name = s; });
+         d.name_at = e.mark();
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.name = s; });
        }},
       {"script", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.has_script = true;
-         d.script_at = at(e);
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.script = s; });
+         d.script_at = e.mark();
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.script = s; });
        }},
       {"args", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.process_keys.emplace_back("args", e.key_node.Mark());
-         assign(r.words(e.value, at(e), p), [&](auto v) { d.spec.args = std::move(v); });
+         assign(r.words(e.value, e.mark(), p), [&](auto v) { d.spec.args = std::move(v); });
        }},
       {"cwd", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.cwd = s; });
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.cwd = s; });
        }},
       {"interpreter", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.process_keys.emplace_back("interpreter", e.key_node.Mark());
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) {
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) {
            // PM2 writes `interpreter: none` for "run the script directly".
            d.spec.interpreter = s == "none" ? "" : s;
          });
        }},
       {"exec_mode", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.choice(e.value, at(e), p, {"fork", "cluster", "fork_mode", "cluster_mode"}), [&](const std::string& s) {
+         assign(r.choice(e.value, e.mark(), p, {"fork", "cluster", "fork_mode", "cluster_mode"}), [&](const std::string& s) {
            d.exec_mode_set = true;
            d.spec.exec_mode = s.rfind("cluster", 0) == 0 ? ExecMode::kCluster : ExecMode::kFork;
          });
        }},
       {"instances", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          constexpr std::string_view kExpected = "`max`, -1 (one per core but one), or a count from 1 to 4096";
-         auto t = r.text(e.value, at(e), p, kExpected);
+         auto t = r.text(e.value, e.mark(), p, kExpected);
          if (!t) return;
          d.spec.instances_text = *t;
          if (*t == "max") {
@@ -101,98 +97,98 @@ const std::vector<Field<AppDraft>>& appFields() {
            return;
          }
          if (*t == "0") {
-           r.error(at(e), p, "0 instances is not allowed (PM2 read 0 as one per core: write `max`)");
+           r.error(e.mark(), p, "0 instances is not allowed (PM2 read 0 as one per core: write `max`)");
            return;
          }
          char* end = nullptr;
          long long n = std::strtoll(t->c_str(), &end, 10);
          if (t->empty() || *end != '\0' || n < -1 || n > kMaxInstances) {
-           r.error(at(e), p, fmt::format("expected {}, got `{}`", kExpected, *t));
+           r.error(e.mark(), p, fmt::format("expected {}, got `{}`", kExpected, *t));
            return;
          }
          d.instances = n;
        }},
       {"listen", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         d.listen_at = at(e);
-         auto t = r.text(e.value, at(e), p, "`host:port` or a Unix socket path");
+         d.listen_at = e.mark();
+         auto t = r.text(e.value, e.mark(), p, "`host:port` or a Unix socket path");
          if (!t) return;
          std::string why;
          auto addr = parseListen(*t, d.base_dir, why);
          if (!addr) {
-           r.error(at(e), p, why);
+           r.error(e.mark(), p, why);
            return;
          }
          d.spec.listen = std::move(*addr);
        }},
       {"max_memory_restart", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.memory(e.value, at(e), p), [&](uint64_t v) { d.spec.max_memory_restart = v; });
+         assign(r.memory(e.value, e.mark(), p), [&](uint64_t v) { d.spec.max_memory_restart = v; });
        }},
       {"min_uptime", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p), [&](Millis v) { d.spec.min_uptime = v; });
+         assign(r.duration(e.value, e.mark(), p), [&](Millis v) { d.spec.min_uptime = v; });
        }},
       {"max_restarts", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.integer(e.value, at(e), p, 0, 1'000'000), [&](int64_t v) { d.spec.max_restarts = static_cast<int>(v); });
+         assign(r.integer(e.value, e.mark(), p, 0, 1'000'000), [&](int64_t v) { d.spec.max_restarts = static_cast<int>(v); });
        }},
       {"restart_delay", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p), [&](Millis v) { d.spec.restart_delay = v; });
+         assign(r.duration(e.value, e.mark(), p), [&](Millis v) { d.spec.restart_delay = v; });
        }},
       {"exp_backoff_restart_delay", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p), [&](Millis v) { d.spec.exp_backoff_restart_delay = v; });
+         assign(r.duration(e.value, e.mark(), p), [&](Millis v) { d.spec.exp_backoff_restart_delay = v; });
        }},
       {"kill_timeout", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p, Millis(1)), [&](Millis v) { d.spec.kill_timeout = v; });
+         assign(r.duration(e.value, e.mark(), p, Millis(1)), [&](Millis v) { d.spec.kill_timeout = v; });
        }},
       {"listen_timeout", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p, Millis(1)), [&](Millis v) { d.spec.listen_timeout = v; });
+         assign(r.duration(e.value, e.mark(), p, Millis(1)), [&](Millis v) { d.spec.listen_timeout = v; });
        }},
       {"wait_ready", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.boolean(e.value, at(e), p), [&](bool v) { d.spec.wait_ready = v; });
+         assign(r.boolean(e.value, e.mark(), p), [&](bool v) { d.spec.wait_ready = v; });
        }},
       {"watchdog", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         auto v = r.duration(e.value, at(e), p);
+         auto v = r.duration(e.value, e.mark(), p);
          if (v && v->count() != 0 && *v < Millis(100)) {
-           r.error(at(e), p, "must be 0 (off) or at least 100ms");
+           r.error(e.mark(), p, "must be 0 (off) or at least 100ms");
            return;
          }
          assign(v, [&](Millis m) { d.spec.watchdog = m; });
        }},
       {"memory_check_interval", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.duration(e.value, at(e), p, Millis(100)), [&](Millis v) { d.spec.memory_check_interval = v; });
+         assign(r.duration(e.value, e.mark(), p, Millis(100)), [&](Millis v) { d.spec.memory_check_interval = v; });
        }},
       {"autorestart", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.boolean(e.value, at(e), p), [&](bool v) { d.spec.autorestart = v; });
+         assign(r.boolean(e.value, e.mark(), p), [&](bool v) { d.spec.autorestart = v; });
        }},
       {"env", [](Reader& r, const E& e, const std::string& p, AppDraft& d) { d.spec.env = readEnv(r, e, p, true); }},
       {"out_file", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.out_file = s; });
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.out_file = s; });
        }},
       {"error_file", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.error_file = s; });
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.error_file = s; });
        }},
       {"merge_logs", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.boolean(e.value, at(e), p), [&](bool v) { d.spec.merge_logs = v; });
+         assign(r.boolean(e.value, e.mark(), p), [&](bool v) { d.spec.merge_logs = v; });
        }},
       {"log_date_format", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.log_date_format = momentToStrftime(s); });
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.log_date_format = momentToStrftime(s); });
        }},
       {"log_max_size", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         auto v = r.memory(e.value, at(e), p);
+         auto v = r.memory(e.value, e.mark(), p);
          if (v && *v != 0 && *v < 4096) {
-           r.error(at(e), p, "must be 0 (never rotate) or at least 4K");
+           r.error(e.mark(), p, "must be 0 (never rotate) or at least 4K");
            return;
          }
          assign(v, [&](uint64_t b) { d.spec.log_max_size = b; });
        }},
       {"log_retain", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         assign(r.integer(e.value, at(e), p, 0, 1000), [&](int64_t v) { d.spec.log_retain = static_cast<int>(v); });
+         assign(r.integer(e.value, e.mark(), p, 0, 1000), [&](int64_t v) { d.spec.log_retain = static_cast<int>(v); });
        }},
       {"uid", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         d.uid_at = at(e);
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.uid = s; });
+         d.uid_at = e.mark();
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.uid = s; });
        }},
       {"gid", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
-         d.gid_at = at(e);
-         assign(r.string(e.value, at(e), p), [&](const std::string& s) { d.spec.gid = s; });
+         d.gid_at = e.mark();
+         assign(r.string(e.value, e.mark(), p), [&](const std::string& s) { d.spec.gid = s; });
        }},
       {"queues", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.worker_keys.emplace_back("queues", e.key_node.Mark());
@@ -200,7 +196,7 @@ const std::vector<Field<AppDraft>>& appFields() {
        }},
       {"health_listen", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {
          d.worker_keys.emplace_back("health_listen", e.key_node.Mark());
-         d.health_listen_at = at(e);
+         d.health_listen_at = e.mark();
          readHealthListen(r, e, p, d.base_dir, d.spec.worker);
        }},
       {"http", [](Reader& r, const E& e, const std::string& p, AppDraft& d) {

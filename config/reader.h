@@ -71,6 +71,8 @@ class Reader {
     std::string key;
     YAML::Node key_node;
     YAML::Node value;
+    // Where the entry is, for messages: the value, or its key when empty.
+    YAML::Mark mark() const { return markOf(value, key_node); }
   };
   bool entries(const YAML::Node& node, const YAML::Mark& at, const std::string& field,
                std::vector<Entry>& out);

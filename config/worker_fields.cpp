@@ -12,10 +12,6 @@
 namespace clusterd::config {
 namespace {
 
-YAML::Mark at(const Reader::Entry& e) {
-  return Reader::markOf(e.value, e.key_node);
-}
-
 bool isEnvName(const std::string& s) {
   if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
   for (char c : s) {
@@ -26,7 +22,7 @@ bool isEnvName(const std::string& s) {
 
 void readRateLimits(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& w) {
   if (!e.value.IsSequence()) {
-    r.error(at(e), path,
+    r.error(e.mark(), path,
             "expected a list of tiers ({name, path_prefix, method, limit, window}), got " +
                 Reader::describe(e.value));
     return;
@@ -44,20 +40,20 @@ void readRateLimits(Reader& r, const Reader::Entry& e, const std::string& path, 
     const std::vector<Field<RateLimitTier>> fields = {
         {"name",
          [](Reader& r, const E& e, const std::string& p, RateLimitTier& t) {
-           if (auto v = r.string(e.value, at(e), p)) t.name = *v;
+           if (auto v = r.string(e.value, e.mark(), p)) t.name = *v;
          }},
         {"path_prefix",
          [](Reader& r, const E& e, const std::string& p, RateLimitTier& t) {
-           auto v = r.string(e.value, at(e), p);
+           auto v = r.string(e.value, e.mark(), p);
            if (v && (v->empty() || (*v)[0] != '/')) {
-             r.error(at(e), p, fmt::format("expected a URL path starting with `/`, got `{}`", *v));
+             r.error(e.mark(), p, fmt::format("expected a URL path starting with `/`, got `{}`", *v));
            } else if (v) {
              t.path_prefix = *v;
            }
          }},
         {"method",
          [](Reader& r, const E& e, const std::string& p, RateLimitTier& t) {
-           if (auto v = r.choice(e.value, at(e), p,
+           if (auto v = r.choice(e.value, e.mark(), p,
                                  {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})) {
              t.method = *v;
            }
@@ -65,13 +61,13 @@ void readRateLimits(Reader& r, const Reader::Entry& e, const std::string& path, 
         {"limit",
          [&has_limit](Reader& r, const E& e, const std::string& p, RateLimitTier& t) {
            has_limit = true;
-           if (auto v = r.integer(e.value, at(e), p, 1, 1'000'000'000))
+           if (auto v = r.integer(e.value, e.mark(), p, 1, 1'000'000'000))
              t.limit = static_cast<uint64_t>(*v);
          }},
         {"window",
          [&has_window](Reader& r, const E& e, const std::string& p, RateLimitTier& t) {
            has_window = true;
-           if (auto v = r.duration(e.value, at(e), p, Millis(1))) t.window = *v;
+           if (auto v = r.duration(e.value, e.mark(), p, Millis(1))) t.window = *v;
          }},
     };
     readFields(r, entries, p, "a rate-limit tier", fields, tier);
@@ -91,7 +87,7 @@ void readRateLimits(Reader& r, const Reader::Entry& e, const std::string& path, 
 
 void readTrustedProxies(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& w) {
   if (!e.value.IsSequence()) {
-    r.error(at(e), path,
+    r.error(e.mark(), path,
             "expected a list of proxy addresses or CIDR blocks (e.g. [10.0.0.0/8, 127.0.0.1]), "
             "got " +
                 Reader::describe(e.value));
@@ -115,7 +111,7 @@ void readTrustedProxies(Reader& r, const Reader::Entry& e, const std::string& pa
 // job_api: {queues: {QUEUE: [JOB NAME, ...]}, token_env: VAR, token_file: PATH}
 void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, WorkerSpec& w) {
   std::vector<Reader::Entry> entries;
-  if (!r.entries(e.value, at(e), path, entries)) return;
+  if (!r.entries(e.value, e.mark(), path, entries)) return;
   JobApiSpec& api = w.job_api;
   api.enabled = true;
   bool has_queues = false;
@@ -125,7 +121,7 @@ void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, Work
        [&has_queues](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
          has_queues = true;
          std::vector<Reader::Entry> qs;
-         if (!r.entries(e.value, at(e), p, qs)) return;
+         if (!r.entries(e.value, e.mark(), p, qs)) return;
          for (const auto& q : qs) {
            const std::string qp = p + "." + q.key;
            if (!isValidQueueName(q.key)) {
@@ -136,7 +132,7 @@ void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, Work
              continue;
            }
            if (!q.value.IsSequence() || q.value.size() == 0) {
-             r.error(at(q), qp,
+             r.error(q.mark(), qp,
                      "expected a list of the job names this queue takes through the job API "
                      "(e.g. [email.send]; [\"*\"] for any)");
              continue;
@@ -155,9 +151,9 @@ void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, Work
        }},
       {"token_env",
        [](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
-         auto v = r.string(e.value, at(e), p);
+         auto v = r.string(e.value, e.mark(), p);
          if (v && !isEnvName(*v)) {
-           r.error(at(e), p,
+           r.error(e.mark(), p,
                    fmt::format("expected the name of an environment variable (e.g. "
                                "JOB_API_TOKEN), got `{}`",
                                *v));
@@ -167,9 +163,9 @@ void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, Work
        }},
       {"token_file",
        [](Reader& r, const E& e, const std::string& p, JobApiSpec& api) {
-         auto v = r.string(e.value, at(e), p);
+         auto v = r.string(e.value, e.mark(), p);
          if (v && (v->empty() || (*v)[0] != '/')) {
-           r.error(at(e), p, fmt::format("expected an absolute path, got `{}`", *v));
+           r.error(e.mark(), p, fmt::format("expected an absolute path, got `{}`", *v));
          } else if (v) {
            api.token_file = *v;
          }
@@ -177,10 +173,10 @@ void readJobApi(Reader& r, const Reader::Entry& e, const std::string& path, Work
   };
   readFields(r, entries, path, "the `job_api` settings", fields, api);
   if (!has_queues)
-    r.error(at(e), path + ".queues",
+    r.error(e.mark(), path + ".queues",
             "missing; the job API takes jobs only for the queues and job names listed here");
   if (!api.token_env.empty() && !api.token_file.empty())
-    r.error(at(e), path, "give one of token_env and token_file, not both");
+    r.error(e.mark(), path, "give one of token_env and token_file, not both");
 }
 
 }  // namespace
@@ -210,9 +206,9 @@ void checkJobApi(Reader& r, const AppSpec& app, const YAML::Mark& at, const std:
 void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path,
                       WorkerSpec& worker) {
   std::vector<Reader::Entry> entries;
-  if (!r.entries(e.value, at(e), path, entries)) return;
+  if (!r.entries(e.value, e.mark(), path, entries)) return;
   if (entries.empty()) {
-    r.error(at(e), path, "expected at least one queue (queue name: concurrency, e.g. `orders: 8`)");
+    r.error(e.mark(), path, "expected at least one queue (queue name: concurrency, e.g. `orders: 8`)");
     return;
   }
   for (const auto& q : entries) {
@@ -224,7 +220,7 @@ void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path
                       q.key));
       continue;
     }
-    if (auto n = r.integer(q.value, at(q), p, 1, 10'000))
+    if (auto n = r.integer(q.value, q.mark(), p, 1, 10'000))
       worker.queues[q.key] = static_cast<int>(*n);
   }
 }
@@ -234,16 +230,16 @@ void readWorkerQueues(Reader& r, const Reader::Entry& e, const std::string& path
 // checked once `instances` is resolved (checkApps).
 void readHealthListen(Reader& r, const Reader::Entry& e, const std::string& path,
                       const std::string& base_dir, WorkerSpec& worker) {
-  auto t = r.text(e.value, at(e), path, "`host:port` (instance N listens on port + N)");
+  auto t = r.text(e.value, e.mark(), path, "`host:port` (instance N listens on port + N)");
   if (!t) return;
   std::string why;
   auto addr = parseListen(*t, base_dir, why);
   if (!addr) {
-    r.error(at(e), path, why + " (instance N listens on port + N)");
+    r.error(e.mark(), path, why + " (instance N listens on port + N)");
     return;
   }
   if (addr->kind != ListenAddress::Kind::kTcp) {
-    r.error(at(e), path,
+    r.error(e.mark(), path,
             fmt::format("expected `host:port`, got the Unix socket path `{}`: each instance "
                         "listens on the base port plus its number (127.0.0.1:9100 gives "
                         "instance 0 port 9100, instance 1 port 9101)",
@@ -256,44 +252,44 @@ void readHealthListen(Reader& r, const Reader::Entry& e, const std::string& path
 void readWorkerHttp(Reader& r, const Reader::Entry& e, const std::string& path,
                     WorkerSpec& worker) {
   std::vector<Reader::Entry> entries;
-  if (!r.entries(e.value, at(e), path, entries)) return;
+  if (!r.entries(e.value, e.mark(), path, entries)) return;
   using E = Reader::Entry;
   static const std::vector<Field<WorkerSpec>> fields = {
       {"max_body",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.memory(e.value, at(e), p, 1)) w.max_body_bytes = *v;
+         if (auto v = r.memory(e.value, e.mark(), p, 1)) w.max_body_bytes = *v;
        }},
       {"max_unsent",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.memory(e.value, at(e), p, 4096)) w.max_unsent_bytes = *v;
+         if (auto v = r.memory(e.value, e.mark(), p, 4096)) w.max_unsent_bytes = *v;
        }},
       {"max_header",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.memory(e.value, at(e), p, 1024)) w.max_header_bytes = *v;
+         if (auto v = r.memory(e.value, e.mark(), p, 1024)) w.max_header_bytes = *v;
        }},
       {"request_timeout",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.duration(e.value, at(e), p, Millis(1))) w.request_timeout = *v;
+         if (auto v = r.duration(e.value, e.mark(), p, Millis(1))) w.request_timeout = *v;
        }},
       {"keepalive_timeout",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.duration(e.value, at(e), p)) w.keepalive_timeout = *v;
+         if (auto v = r.duration(e.value, e.mark(), p)) w.keepalive_timeout = *v;
        }},
       {"max_connections",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.integer(e.value, at(e), p, 1, 1'000'000))
+         if (auto v = r.integer(e.value, e.mark(), p, 1, 1'000'000))
            w.max_connections = static_cast<int>(*v);
        }},
       {"access_log",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         if (auto v = r.boolean(e.value, at(e), p)) w.access_log = *v;
+         if (auto v = r.boolean(e.value, e.mark(), p)) w.access_log = *v;
        }},
       {"auth_token_env",
        [](Reader& r, const E& e, const std::string& p, WorkerSpec& w) {
-         auto v = r.string(e.value, at(e), p);
+         auto v = r.string(e.value, e.mark(), p);
          if (v && !isEnvName(*v)) {
            r.error(
-               at(e), p,
+               e.mark(), p,
                fmt::format(
                    "expected the name of an environment variable (e.g. SHOP_TOKEN), got `{}`", *v));
          } else if (v) {

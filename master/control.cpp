@@ -18,7 +18,7 @@ namespace clusterd::master {
 using nlohmann::json;
 
 namespace {
-constexpr std::string_view kLog = "control";
+constexpr std::string_view kControlLog = "control";
 
 std::string errorLine(const std::string& message) {
   return json{{"ok", false}, {"error", message}}.dump();
@@ -109,11 +109,11 @@ void ControlServer::onConnection() {
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
       (cred.uid != 0 && cred.uid != ::geteuid())) {
-    log::warn(kLog, "refused a connection from uid {} pid {}", cred.uid, cred.pid);
+    log::warn(kControlLog, "refused a connection from uid {} pid {}", cred.uid, cred.pid);
     return;  // c's destructor closes the connection
   }
   if (conns_.size() >= limits_.max_clients) {
-    log::warn(kLog, "refused a connection: {} control connections are open, the limit",
+    log::warn(kControlLog, "refused a connection: {} control connections are open, the limit",
               limits_.max_clients);
     std::string line = errorLine("too many control connections (limit " +
                                  std::to_string(limits_.max_clients) +
@@ -228,7 +228,7 @@ bool ControlServer::send(Conn& c, const std::string& line) {
   // not read, beyond what the kernel buffers.
   size_t queued = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(c.pipe.get()));
   if (queued > limits_.max_queued) {
-    log::warn(kLog, "dropped a control client with {} bytes of replies it did not read (limit {})",
+    log::warn(kControlLog, "dropped a control client with {} bytes of replies it did not read (limit {})",
               queued, limits_.max_queued);
     drop(c);
     return false;

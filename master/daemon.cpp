@@ -68,7 +68,7 @@ bool prepareHome(const std::string& home, std::string& err) {
 
 namespace {
 
-constexpr std::string_view kLog = "daemon";
+constexpr std::string_view kDaemonLog = "daemon";
 
 // Tells a service manager (systemd Type=notify) about the daemon itself, when
 // it started us with NOTIFY_SOCKET. Best effort: a failure is only logged.
@@ -83,7 +83,7 @@ void notifyServiceManager(const std::string& socket_path, const std::string& mes
   auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_path.size());
   if (!fd || ::sendto(fd.get(), message.data(), message.size(), MSG_NOSIGNAL,
                       reinterpret_cast<sockaddr*>(&a), len) < 0)
-    log::warn(kLog, "NOTIFY_SOCKET {}: {}", socket_path, std::strerror(errno));
+    log::warn(kDaemonLog, "NOTIFY_SOCKET {}: {}", socket_path, std::strerror(errno));
 }
 
 class Daemon {
@@ -107,16 +107,16 @@ class Daemon {
     closeInheritedOnExec();
     std::string err;
     if (!prepareHome(options_.home, err)) {
-      log::error(kLog, "{}", err);
+      log::error(kDaemonLog, "{}", err);
       return 111;
     }
     if (auto home = checkHome(options_.home); !home) {
-      log::error(kLog, "{}", home.error().message);
+      log::error(kDaemonLog, "{}", home.error().message);
       return 111;
     }
     lock_.reset(::open(lockPath(options_.home).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!lock_ || ::flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
-      log::error(kLog, "a daemon already runs for {} (pid {}); use `clusterd --home {} kill` to stop it",
+      log::error(kDaemonLog, "a daemon already runs for {} (pid {}); use `clusterd --home {} kill` to stop it",
                  options_.home, readPid(), options_.home);
       return 111;
     }
@@ -133,7 +133,7 @@ class Daemon {
     reaper_.start();
     auto ns = notify_.start(notifySocketPath(options_.home));
     if (!ns) {
-      log::error(kLog, "{}", ns.error().message);
+      log::error(kDaemonLog, "{}", ns.error().message);
       return 111;
     }
     SupervisorOptions so;
@@ -152,7 +152,7 @@ class Daemon {
     // Only now that we hold the lock is any socket file left there stale.
     auto cs = control_.listen(controlSocketPath(options_.home));
     if (!cs) {
-      log::error(kLog, "{}", cs.error().message);
+      log::error(kDaemonLog, "{}", cs.error().message);
       return 111;
     }
     ::signal(SIGPIPE, SIG_IGN);
@@ -166,7 +166,7 @@ class Daemon {
     }
     if (const char* ns_env = std::getenv("NOTIFY_SOCKET")) service_notify_ = ns_env;
     notifyServiceManager(service_notify_, "READY=1\nMAINPID=" + std::to_string(::getpid()) + "\n");
-    log::info(kLog, "clusterd master pid {} for {}", ::getpid(), options_.home);
+    log::info(kDaemonLog, "clusterd master pid {} for {}", ::getpid(), options_.home);
     uv_run(uv_default_loop(), UV_RUN_DEFAULT);
     control_.close();
     supervisor_.reset();
@@ -177,7 +177,7 @@ class Daemon {
     shutdown_timer_.reset();
     uv_run(uv_default_loop(), UV_RUN_NOWAIT);  // let close callbacks free their handles
     ::unlink(groupsPath(options_.home).c_str());  // every worker has exited
-    log::info(kLog, "stopped");
+    log::info(kDaemonLog, "stopped");
     return 0;
   }
 
@@ -191,11 +191,11 @@ class Daemon {
 
   void onSignal(int signum) {
     if (signum == SIGHUP) {
-      log::info(kLog, "SIGHUP: reloading all apps");
+      log::info(kDaemonLog, "SIGHUP: reloading all apps");
       (void)supervisor_->reload("all", 1);
       return;
     }
-    log::info(kLog, "signal {}: stopping all workers", signum);
+    log::info(kDaemonLog, "signal {}: stopping all workers", signum);
     beginShutdown();
   }
 
@@ -368,7 +368,7 @@ class Daemon {
 int runDaemon(const DaemonOptions& options) {
   auto limits = limitsFromEnvironment();
   if (!limits) {
-    log::error(kLog, "{}", limits.error().message);
+    log::error(kDaemonLog, "{}", limits.error().message);
     return 111;
   }
   // Started in the background, the daemon rotates its own daemon.log.

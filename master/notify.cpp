@@ -22,7 +22,7 @@ namespace {
 
 constexpr size_t kMaxDatagram = 8192;  // larger notifications are truncated and dropped
 constexpr uint32_t kDefaultRate = 1000;
-constexpr std::string_view kLog = "notify";
+constexpr std::string_view kNotifyLog = "notify";
 
 // A directory of root's (the daemon's user) that others may traverse but
 // neither list nor write.
@@ -69,7 +69,7 @@ uint32_t notifyRateFromEnvironment() {
   char* end = nullptr;
   unsigned long n = std::strtoul(v, &end, 10);
   if (*end != '\0' || n == 0 || n > 1'000'000) {
-    log::warn(kLog, "CLUSTERD_NOTIFY_RATE={} is not a number from 1 to 1000000; using {}", v,
+    log::warn(kNotifyLog, "CLUSTERD_NOTIFY_RATE={} is not a number from 1 to 1000000; using {}", v,
               kDefaultRate);
     return kDefaultRate;
   }
@@ -209,7 +209,7 @@ void NotifyServer::drain(Socket& s) {
     if (!limit_.allow(pid, now, first_drop)) {
       if (first_drop && now - last_drop_log_ >= 1000) {
         last_drop_log_ = now;
-        log::warn(kLog,
+        log::warn(kNotifyLog,
                   "pid {} sent more notifications in one second than CLUSTERD_NOTIFY_RATE allows; "
                   "the rest of this second's are dropped",
                   pid);

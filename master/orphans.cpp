@@ -17,7 +17,7 @@ namespace clusterd::master {
 
 namespace {
 
-constexpr std::string_view kLog = "sweep";
+constexpr std::string_view kOrphansLog = "sweep";
 constexpr std::string_view kMagic = "clusterd-groups 1";
 
 std::string readSmallFile(const std::string& path) {
@@ -40,7 +40,7 @@ bool toNumber(std::string_view s, T& out) {
   return ec == std::errc{} && end == s.data() + s.size();
 }
 
-std::optional<StatIds> readStat(pid_t pid) {
+std::optional<StatIds> readStatIds(pid_t pid) {
   std::string text = readSmallFile("/proc/" + std::to_string(pid) + "/stat");
   if (text.empty()) return std::nullopt;
   return parseStatIds(text);
@@ -60,14 +60,14 @@ std::map<pid_t, std::vector<Member>> scanGroups(const std::vector<GroupRecord>& 
   if (wanted.empty()) return out;
   DIR* dir = ::opendir("/proc");
   if (!dir) {
-    log::warn(kLog, "opendir /proc: {}", std::strerror(errno));
+    log::warn(kOrphansLog, "opendir /proc: {}", std::strerror(errno));
     return out;
   }
   pid_t self = ::getpid();
   while (dirent* e = ::readdir(dir)) {
     pid_t pid = 0;
     if (!toNumber(std::string_view(e->d_name), pid) || pid == self) continue;
-    auto ids = readStat(pid);
+    auto ids = readStatIds(pid);
     if (!ids || ids->state == 'Z' || !wanted.count(ids->pgrp)) continue;
     out[ids->pgrp].push_back({pid, ids->comm});
   }
@@ -78,7 +78,7 @@ std::map<pid_t, std::vector<Member>> scanGroups(const std::vector<GroupRecord>& 
 // False when the group's number was reused: its leader pid runs, but it is
 // not the process that was recorded.
 bool stillTheWorkersGroup(const GroupRecord& g) {
-  auto leader = readStat(g.pid);
+  auto leader = readStatIds(g.pid);
   return !leader || leader->start_time == g.start_time;
 }
 
@@ -124,7 +124,7 @@ std::string currentBootId() {
 }
 
 std::optional<ProcessId> selfProcessId() {
-  auto ids = readStat(::getpid());
+  auto ids = readStatIds(::getpid());
   if (!ids) return std::nullopt;
   return ProcessId{::getpid(), ids->start_time};
 }
@@ -192,14 +192,14 @@ std::vector<GroupRecord> signalLeftovers(const std::vector<GroupRecord>& groups,
   for (auto& g : ours) {
     auto it = members.find(g.pgid);
     if (it == members.end()) {
-      if (sig == SIGKILL) log::info(kLog, "process group {} ended after SIGTERM", g.pgid);
+      if (sig == SIGKILL) log::info(kOrphansLog, "process group {} ended after SIGTERM", g.pgid);
       continue;
     }
     if (sig == SIGKILL)
-      log::warn(kLog, "process group {} still runs {} {} ms after SIGTERM; SIGKILL", g.pgid,
+      log::warn(kOrphansLog, "process group {} still runs {} {} ms after SIGTERM; SIGKILL", g.pgid,
                 describe(it->second), grace.count());
     else
-      log::warn(kLog, "process group {} of worker pid {} of a daemon that is gone still runs {}; SIGTERM",
+      log::warn(kOrphansLog, "process group {} of worker pid {} of a daemon that is gone still runs {}; SIGTERM",
                 g.pgid, g.pid, describe(it->second));
     ::kill(-g.pgid, sig);
     signalled.push_back(g);
@@ -222,7 +222,7 @@ GroupLedger::GroupLedger(uv_loop_t* loop, std::string path)
 }
 
 void GroupLedger::add(pid_t pid) {
-  auto ids = readStat(pid);
+  auto ids = readStatIds(pid);
   if (!ids) return;  // gone already; its exit follows
   live_[pid] = ids->start_time;
   schedule();
@@ -252,7 +252,7 @@ void GroupLedger::flush() {
             ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
   fd.reset();
   if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0)
-    log::warn(kLog, "cannot record the worker process groups in {}: {}; a daemon killed with "
+    log::warn(kOrphansLog, "cannot record the worker process groups in {}: {}; a daemon killed with "
               "SIGKILL may leave the workers' children running", path_, std::strerror(errno));
 }
 

@@ -22,7 +22,7 @@ namespace clusterd::master {
 
 namespace {
 
-constexpr std::string_view kLog = "reaper";
+constexpr std::string_view kReaperLog = "reaper";
 
 template <typename T>
 bool toNumber(const char* s, T& out) {
@@ -92,7 +92,7 @@ int ReaperProcess::pid() const { return child_ ? child_->process.pid : 0; }
 void ReaperProcess::start() {
   auto self = selfProcessId();
   if (!self) {
-    log::warn(kLog, "cannot read /proc/self/stat; no orphan reaper (the next daemon's sweep remains)");
+    log::warn(kReaperLog, "cannot read /proc/self/stat; no orphan reaper (the next daemon's sweep remains)");
     return;
   }
   auto* c = new Child;
@@ -124,7 +124,7 @@ void ReaperProcess::start() {
     child->close();
     if (!owner) return;
     owner->child_ = nullptr;
-    log::warn(kLog, "the orphan reaper exited ({} {}); starting another in 1 s", sig ? "signal" : "exit",
+    log::warn(kReaperLog, "the orphan reaper exited ({} {}); starting another in 1 s", sig ? "signal" : "exit",
               sig ? sig : status);
     uv_timer_start(owner->restart_timer_.get(), [](uv_timer_t* t) {
       if (t->data) static_cast<ReaperProcess*>(t->data)->start();
@@ -133,7 +133,7 @@ void ReaperProcess::start() {
   int rc = uv_spawn(loop_, &c->process, &opt);
   if (rc != 0) {
     c->close();
-    log::warn(kLog, "cannot start the orphan reaper ({} __reap): {}; the next daemon's sweep remains",
+    log::warn(kReaperLog, "cannot start the orphan reaper ({} __reap): {}; the next daemon's sweep remains",
               self_exe_, uv_strerror(rc));
     return;
   }

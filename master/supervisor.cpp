@@ -14,7 +14,7 @@
 namespace clusterd::master {
 
 namespace {
-constexpr std::string_view kLog = "master";
+constexpr std::string_view kSupervisorLog = "master";
 
 std::string exitText(int64_t status, int signal) {
   if (signal != 0) return "signal " + std::to_string(signal);
@@ -68,7 +68,7 @@ Worker* Supervisor::findByPid(pid_t pid) {
 bool Supervisor::apply(Worker& w, WorkerEvent e) {
   auto next = transition(w.state, e);
   if (!next) {
-    log::debug(kLog, "{}: event {} ignored in state {}", w.app->cfg.spec.name, eventName(e),
+    log::debug(kSupervisorLog, "{}: event {} ignored in state {}", w.app->cfg.spec.name, eventName(e),
                stateName(w.state));
     return false;
   }
@@ -94,7 +94,7 @@ void Supervisor::startWorker(Worker& w) {
   if (!pid) {
     w.status_text = pid.error().message;
     apply(w, WorkerEvent::kSpawnFailed);
-    log::error(kLog, "{} #{}: cannot start: {}", spec.name, slot.id, w.status_text);
+    log::error(kSupervisorLog, "{} #{}: cannot start: {}", spec.name, slot.id, w.status_text);
     scheduleGc();
     return;
   }
@@ -111,11 +111,11 @@ void Supervisor::startWorker(Worker& w) {
     x->ready_timer = 0;
     if (x->state != WorkerState::kLaunching) return;
     if (x->app->cfg.spec.wait_ready)
-      log::warn(kLog, "{} #{} pid {}: no READY=1 within listen_timeout ({} ms); considered online",
+      log::warn(kSupervisorLog, "{} #{} pid {}: no READY=1 within listen_timeout ({} ms); considered online",
                 x->app->cfg.spec.name, x->slot->id, x->pid, x->app->cfg.spec.listen_timeout.count());
     onReady(*x);
   });
-  log::info(kLog, "{} #{}: started pid {}", spec.name, slot.id, w.pid);
+  log::info(kSupervisorLog, "{} #{}: started pid {}", spec.name, slot.id, w.pid);
 }
 
 void Supervisor::onReady(Worker& w) {
@@ -133,7 +133,7 @@ void Supervisor::promote(Slot& slot) {
   std::unique_ptr<Worker> old = std::move(slot.main);
   slot.main = std::move(slot.incoming);
   slot.restarts++;
-  log::info(kLog, "{} #{}: pid {} is online and replaces pid {}", app.cfg.spec.name, slot.id,
+  log::info(kSupervisorLog, "{} #{}: pid {} is online and replaces pid {}", app.cfg.spec.name, slot.id,
             slot.main->pid, old->pid);
   if (hasProcess(old->state)) {
     Worker& ref = *old;
@@ -159,7 +159,7 @@ void Supervisor::stopWorker(Worker& w, Worker::AfterStop after) {
         if (!x) return;
         x->kill_timer = 0;
         if (!hasProcess(x->state)) return;
-        log::warn(kLog, "{} #{} pid {}: still running {} ms after SIGTERM (kill_timeout); SIGKILL",
+        log::warn(kSupervisorLog, "{} #{} pid {}: still running {} ms after SIGTERM (kill_timeout); SIGKILL",
                   x->app->cfg.spec.name, x->slot->id, x->pid,
                   x->app->cfg.spec.kill_timeout.count());
         platform_.signalGroup(x->pid, SIGKILL);
@@ -204,7 +204,7 @@ void Supervisor::onExit(uint64_t key, int64_t status, int sig) {
   for (auto it = slot.retiring.begin(); it != slot.retiring.end(); ++it) {
     if (it->get() != &w) continue;
     apply(w, WorkerEvent::kExited);
-    log::info(kLog, "{} #{}: replaced pid {} exited ({})", name, slot.id, pid, w.last_exit);
+    log::info(kSupervisorLog, "{} #{}: replaced pid {} exited ({})", name, slot.id, pid, w.last_exit);
     dropWorker(*it);
     slot.retiring.erase(it);
     scheduleGc();
@@ -212,7 +212,7 @@ void Supervisor::onExit(uint64_t key, int64_t status, int sig) {
   }
   if (slot.incoming.get() == &w) {
     if (w.state != WorkerState::kStopping)
-      log::error(kLog, "{} #{}: replacement pid {} exited ({}) before it was ready; keeping pid {}",
+      log::error(kSupervisorLog, "{} #{}: replacement pid {} exited ({}) before it was ready; keeping pid {}",
                  name, slot.id, pid, w.last_exit, slot.main->pid);
     dropWorker(slot.incoming);
     slot.main->replacing = false;
@@ -223,7 +223,7 @@ void Supervisor::onExit(uint64_t key, int64_t status, int sig) {
   assert(slot.main.get() == &w);
   if (w.state == WorkerState::kStopping) {
     apply(w, WorkerEvent::kExited);
-    log::info(kLog, "{} #{}: pid {} stopped ({})", name, slot.id, pid, w.last_exit);
+    log::info(kSupervisorLog, "{} #{}: pid {} stopped ({})", name, slot.id, pid, w.last_exit);
     finishStop(w);
     return;
   }
@@ -247,7 +247,7 @@ void Supervisor::onMainExit(Worker& w, Millis uptime) {
     case RestartDecision::Kind::kRestart:
       apply(w, WorkerEvent::kCrashed);
       slot.restarts++;
-      log::warn(kLog, "{} #{}: exited unexpectedly ({}) after {} ms; restarting in {} ms", spec.name,
+      log::warn(kSupervisorLog, "{} #{}: exited unexpectedly ({}) after {} ms; restarting in {} ms", spec.name,
                 slot.id, w.last_exit, uptime.count(), d.delay.count());
       w.restart_timer = platform_.startTimer(d.delay, [this, key = w.key] {
         Worker* x = byKey(key);
@@ -262,11 +262,11 @@ void Supervisor::onMainExit(Worker& w, Millis uptime) {
                       " times in a row within min_uptime (" + std::to_string(spec.min_uptime.count()) +
                       " ms); last " + w.last_exit + "; see the error log, then `clusterd restart " +
                       spec.name + "`";
-      log::error(kLog, "{} #{}: errored: {}", spec.name, slot.id, w.status_text);
+      log::error(kSupervisorLog, "{} #{}: errored: {}", spec.name, slot.id, w.status_text);
       break;
     case RestartDecision::Kind::kStayDown:
       apply(w, WorkerEvent::kExitedFinal);
-      log::info(kLog, "{} #{}: exited ({}); autorestart is off", spec.name, slot.id, w.last_exit);
+      log::info(kSupervisorLog, "{} #{}: exited ({}); autorestart is off", spec.name, slot.id, w.last_exit);
       break;
   }
 }
@@ -307,7 +307,7 @@ void Supervisor::pumpReload(App& app) {
 void Supervisor::replace(Worker& w, const std::string& reason) {
   if (w.replacing || w.slot->incoming || w.slot->main.get() != &w) return;
   w.replacing = true;
-  log::warn(kLog, "{} #{} pid {}: {}; replacing it", w.app->cfg.spec.name, w.slot->id, w.pid, reason);
+  log::warn(kSupervisorLog, "{} #{} pid {}: {}; replacing it", w.app->cfg.spec.name, w.slot->id, w.pid, reason);
   w.status_text = reason;
   beginReplace(*w.app, *w.slot);
 }
@@ -379,12 +379,12 @@ void Supervisor::onNotify(pid_t sender, const std::string& tag, std::string_view
     if (leader && descendsFrom(sender, leader->pid)) w = leader;
   }
   if (!w) {
-    log::debug(kLog, "notify from pid {}, neither a worker nor one of its children, ignored",
+    log::debug(kSupervisorLog, "notify from pid {}, neither a worker nor one of its children, ignored",
                sender);
     return;
   }
   if (w->app->notify_tag != tag) {
-    log::warn(kLog, "notify from pid {} of app {} came in on another app's socket; ignored", sender,
+    log::warn(kSupervisorLog, "notify from pid {} of app {} came in on another app's socket; ignored", sender,
               w->app->cfg.spec.name);
     return;
   }
@@ -441,7 +441,7 @@ void Supervisor::collectGarbage() {
       ++s;
     }
     if (app.deleting && app.slots.empty()) {
-      log::info(kLog, "{}: deleted", app.cfg.spec.name);
+      log::info(kSupervisorLog, "{}: deleted", app.cfg.spec.name);
       auto next = std::next(it);
       forgetApp(it);
       it = next;

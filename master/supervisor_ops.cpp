@@ -23,7 +23,7 @@ namespace clusterd::master {
 using nlohmann::json;
 
 namespace {
-constexpr std::string_view kLog = "master";
+constexpr std::string_view kSupervisorOpsLog = "master";
 
 bool allDigits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -198,7 +198,7 @@ Result<void> Supervisor::startApp(AppConfig cfg) {
   }
   for (auto& slot : ref.slots) startWorker(*slot->main);
   scheduleTick(ref);
-  log::info(kLog, "{}: started {} {} instance(s)", name, s.instances,
+  log::info(kSupervisorOpsLog, "{}: started {} {} instance(s)", name, s.instances,
             s.exec_mode == config::ExecMode::kCluster ? "cluster" : "fork");
   return success();
 }
@@ -316,14 +316,14 @@ Result<void> Supervisor::updateSpecs(const std::string& target, std::vector<AppC
     int instances = 0;
     for (auto& s : app->slots) instances += s->removing ? 0 : 1;
     if (cfg.spec.instances != instances)
-      log::info(kLog, "{}: keeps {} instance(s) (its file says {}; `clusterd scale` changes it)",
+      log::info(kSupervisorOpsLog, "{}: keeps {} instance(s) (its file says {}; `clusterd scale` changes it)",
                 name, instances, cfg.spec.instances);
     cfg.spec.instances = instances;
     updates.emplace_back(app, std::move(cfg));
   }
   for (auto& [app, cfg] : updates) {
     app->cfg = std::move(cfg);
-    log::info(kLog, "{}: new spec from {}", app->cfg.spec.name,
+    log::info(kSupervisorOpsLog, "{}: new spec from {}", app->cfg.spec.name,
               app->cfg.ecosystem_path.empty() ? "the control socket" : app->cfg.ecosystem_path);
   }
   return success();

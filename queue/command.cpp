@@ -55,7 +55,7 @@ std::string trimmedTail(std::string text) {
   return text;
 }
 
-void allocChunk(uv_handle_t*, size_t, uv_buf_t* b) {
+void allocRunChunk(uv_handle_t*, size_t, uv_buf_t* b) {
   static thread_local char chunk[16384];
   *b = uv_buf_init(chunk, sizeof chunk);
 }
@@ -213,7 +213,7 @@ Stop runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
   run->group = std::move(*group);
   uv_pipe_open(&run->out, out_r.release());
   uv_pipe_open(&run->err, err_r.release());
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&run->out), allocChunk,
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&run->out), allocRunChunk,
                 [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
                   auto* run = static_cast<CommandRun*>(s->data);
                   if (n > 0) {
@@ -229,7 +229,7 @@ Stop runCommand(uv_loop_t* loop, const config::HandlerSpec& spec, const Job& job
                     run->maybeComplete();
                   }
                 });
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&run->err), allocChunk,
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&run->err), allocRunChunk,
                 [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
                   auto* run = static_cast<CommandRun*>(s->data);
                   if (n > 0) {

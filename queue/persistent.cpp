@@ -27,7 +27,7 @@ namespace {
 
 constexpr size_t kMaxStderrLine = 2048;
 
-void allocChunk(uv_handle_t*, size_t, uv_buf_t* b) {
+void allocPipeChunk(uv_handle_t*, size_t, uv_buf_t* b) {
   static thread_local char chunk[65536];
   *b = uv_buf_init(chunk, sizeof chunk);
 }
@@ -298,7 +298,7 @@ Stop PersistentPool::run(const Job& job, Done done) {
     uv_pipe_open(&c->in, in_w.release());
     uv_pipe_open(&c->out, out_r.release());
     uv_pipe_open(&c->err, err_r.release());
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&c->out), allocChunk,
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&c->out), allocPipeChunk,
                   [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
                     auto* c = static_cast<Child*>(s->data);
                     if (n > 0) return c->onStdout({b->base, static_cast<size_t>(n)});
@@ -308,7 +308,7 @@ Stop PersistentPool::run(const Job& job, Done done) {
                       c->maybeFinish();
                     }
                   });
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&c->err), allocChunk,
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&c->err), allocPipeChunk,
                   [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
                     auto* c = static_cast<Child*>(s->data);
                     if (n > 0) return c->onStderr({b->base, static_cast<size_t>(n)});

@@ -5,6 +5,8 @@
 
 #include "tests/config/helpers.h"
 
+namespace config_errors_test {
+
 using namespace clusterd::config;
 using namespace clusterd::config::test;
 
@@ -248,3 +250,5 @@ TEST_CASE("the worker's job API and trusted proxies are checked: addresses, queu
   CHECK_THAT(errorFor(r, "apps[1].http.job_api.queues").message, Catch::Contains("missing"));
   CHECK(r.diagnostics.size() == 5);
 }
+
+}  // namespace config_errors_test

@@ -5,6 +5,8 @@
 
 #include "tests/config/helpers.h"
 
+namespace config_fields_test {
+
 using namespace clusterd::config;
 using namespace clusterd::config::test;
 using std::chrono::milliseconds;
@@ -400,3 +402,5 @@ TEST_CASE("a handler's mode, kill grace and line limit are read, and bad values 
   CHECK(errorFor(bad, "handlers.c.max_line").message.find("at most 64M") != std::string::npos);
   CHECK(errorFor(bad, "handlers.d.max_line").message.find("mode: persistent") != std::string::npos);
 }
+
+}  // namespace config_fields_test

@@ -10,6 +10,8 @@
 #include "tests/config/helpers.h"
 #include "tests/support/process.h"
 
+namespace config_limits_test {
+
 using namespace clusterd::config;
 using namespace clusterd::config::test;
 
@@ -135,3 +137,5 @@ TEST_CASE("a file past max_file_bytes is refused naming the limit") {
     CHECK(loadEcosystem(path, options).ok());
   }
 }
+
+}  // namespace config_limits_test

@@ -6,6 +6,8 @@
 #include "config/smtp_tls.h"
 #include "tests/config/helpers.h"
 
+namespace config_smtp_tls_test {
+
 using namespace clusterd::config;
 using namespace clusterd::config::test;
 
@@ -104,3 +106,5 @@ TEST_CASE("smtp_tls refuses what would send a password in cleartext, at its line
       "  password: pw\n  smtp_tls: off\n");
   CHECK(r.ok());
 }
+
+}  // namespace config_smtp_tls_test

@@ -7,6 +7,8 @@
 #include "config/suggest.h"
 #include "config/units.h"
 
+namespace config_units_test {
+
 using namespace clusterd::config;
 
 namespace {
@@ -164,3 +166,5 @@ TEST_CASE("memory is printed in its shortest exact unit") {
   CHECK(formatMemory(1500) == "1500");
   CHECK(formatMemory(512ull << 10) == "512K");
 }
+
+}  // namespace config_units_test

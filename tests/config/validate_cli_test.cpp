@@ -5,6 +5,8 @@
 #include "tests/config/helpers.h"
 #include "tests/support/process.h"
 
+namespace config_validate_cli_test {
+
 using clusterd::config::test::fixture;
 using clusterd::test::runClusterd;
 using clusterd::test::RunOptions;
@@ -146,3 +148,5 @@ TEST_CASE("validate --help shows usage with examples and exit codes") {
   CHECK_THAT(r.out, Catch::Contains("--env"));
   CHECK_THAT(r.out, Catch::Contains("exits 111"));
 }
+
+}  // namespace config_validate_cli_test

@@ -7,6 +7,8 @@
 
 #include "tests/config/helpers.h"
 
+namespace config_worker_addresses_test {
+
 using namespace clusterd::config;
 using namespace clusterd::config::test;
 
@@ -127,3 +129,5 @@ TEST_CASE("a job API on an app without listen is a warning: under the master it 
   CHECK_THAT(w.message, Catch::Contains("app `jobs` has no `listen`, and the job API is served "
                                         "only there"));
 }
+
+}  // namespace config_worker_addresses_test

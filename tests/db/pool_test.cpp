@@ -11,6 +11,8 @@
 #include "tests/db/pool_helpers.h"
 #include "tests/support/servers.h"
 
+namespace db_pool_test {
+
 using namespace clusterd;
 using namespace clusterd::db;
 using namespace std::chrono_literals;
@@ -403,3 +405,5 @@ TEST_CASE("the stats of two pools add up field by field", "[db]") {
   CHECK(a.busy == 20);
   CHECK(a.waiting == 22u);
 }
+
+}  // namespace db_pool_test

@@ -11,6 +11,8 @@
 #include "tests/db/pool_helpers.h"
 #include "tests/support/servers.h"
 
+namespace db_prepared_test {
+
 using namespace clusterd;
 using namespace clusterd::db;
 using namespace std::chrono_literals;
@@ -162,3 +164,5 @@ TEST_CASE("past the cap, more statement texts still run, unprepared", "[db][post
   REQUIRE(count.ok());
   CHECK(count[0].int64(0, 0) == static_cast<int64_t>(Connection::kMaxPrepared));
 }
+
+}  // namespace db_prepared_test

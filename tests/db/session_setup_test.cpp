@@ -9,6 +9,8 @@
 #include "tests/db/pool_helpers.h"
 #include "tests/support/servers.h"
 
+namespace db_session_setup_test {
+
 using namespace clusterd;
 using namespace clusterd::db;
 using namespace std::chrono_literals;
@@ -108,3 +110,5 @@ TEST_CASE("a session whose setup fails serves nothing, and requests fail with th
   REQUIRE(served.ok());
   CHECK(served[0].int64(0, 0) == 2);
 }
+
+}  // namespace db_session_setup_test

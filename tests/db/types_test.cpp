@@ -3,6 +3,8 @@
 
 #include "db/types.h"
 
+namespace db_types_test {
+
 using namespace clusterd::db;
 
 TEST_CASE("sqlstates of lost connections, deadlocks and serialization failures are transient",
@@ -31,3 +33,5 @@ TEST_CASE("stmt converts integers, strings and empty optionals to text parameter
   CHECK_FALSE(s.params[2].has_value());
   CHECK(*s.params[3] == "true");
 }
+
+}  // namespace db_types_test

@@ -14,6 +14,8 @@
 #include "tests/fault/shop_stack.h"
 #include "tests/queue/loop_support.h"
 
+namespace fault_consumer_kill_test {
+
 using namespace clusterd;
 using namespace clusterd::test;
 using namespace clusterd::test::fault;
@@ -81,3 +83,5 @@ TEST_CASE(
   // handler yet; what matters here is that it is gone.
   for (auto& c : consumers) c->wait(15s);
 }
+
+}  // namespace fault_consumer_kill_test

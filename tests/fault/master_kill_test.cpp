@@ -15,6 +15,8 @@
 #include "tests/fault/shop_stack.h"
 #include "tests/queue/loop_support.h"
 
+namespace fault_master_kill_test {
+
 using namespace clusterd;
 using namespace clusterd::test;
 using namespace clusterd::test::fault;
@@ -123,3 +125,5 @@ TEST_CASE(
           {"master_restart_to_api_accepting_s", fmt::format("{:.1f}", restart_s)},
           {"seconds", fmt::format("{:.1f}", secondsSince(t0))}});
 }
+
+}  // namespace fault_master_kill_test

@@ -22,6 +22,8 @@
 #include "tests/fault/shop_stack.h"
 #include "tests/queue/loop_support.h"
 
+namespace fault_postgres_stop_test {
+
 using namespace clusterd;
 using namespace clusterd::test;
 using namespace clusterd::test::fault;
@@ -103,3 +105,5 @@ TEST_CASE(
   st.checkExitsCleanly(*api);
   for (auto& w : workers) st.checkExitsCleanly(*w);
 }
+
+}  // namespace fault_postgres_stop_test

@@ -18,6 +18,8 @@
 #include "tests/fault/shop_stack.h"
 #include "tests/queue/loop_support.h"
 
+namespace fault_redis_kill_test {
+
 using namespace clusterd;
 using namespace clusterd::test;
 using namespace clusterd::test::fault;
@@ -105,3 +107,5 @@ TEST_CASE(
     "[fault][redis]") {
   redisKilledTwiceUnderLoad("always");
 }
+
+}  // namespace fault_redis_kill_test

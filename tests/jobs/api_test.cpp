@@ -10,6 +10,8 @@
 #include "tests/support/process.h"
 #include "tests/support/servers.h"
 
+namespace jobs_api_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -158,3 +160,5 @@ TEST_CASE("only a worker that runs the shop's jobs prunes the job ledger",
       },
       10s));
 }
+
+}  // namespace jobs_api_test

@@ -6,6 +6,8 @@
 #include "tests/db/loop.h"
 #include "tests/support/servers.h"
 
+namespace jobs_cache_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using namespace std::chrono_literals;
@@ -100,3 +102,5 @@ TEST_CASE("with Redis down the cache answers misses and recovers when it is back
   }
   CHECK(back);
 }
+
+}  // namespace jobs_cache_test

@@ -10,6 +10,8 @@
 #include "tests/jobs/shop_fixture.h"
 #include "tests/support/process.h"
 
+namespace jobs_durable_commit_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -62,3 +64,5 @@ TEST_CASE(
   CHECK(f.pg.scalar(fmt::format("SELECT status FROM orders WHERE id = {}", order)) == "confirmed");
   CHECK(f.pg.scalar("SELECT count(*) FROM email_outbox") == "1");
 }
+
+}  // namespace jobs_durable_commit_test

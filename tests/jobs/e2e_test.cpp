@@ -19,6 +19,8 @@
 #include "tests/support/process.h"
 #include "tests/support/servers.h"
 
+namespace jobs_e2e_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 
@@ -163,3 +165,5 @@ TEST_CASE("2000 orders from 100 clients while workers are SIGKILLed: each applie
   for (auto& w : st.workers) w->signal(SIGTERM);
   for (auto& w : st.workers) CHECK(w->wait(15s) == 0);
 }
+
+}  // namespace jobs_e2e_test

@@ -7,6 +7,8 @@
 #include "jobs/mail.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_inventory_email_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -167,3 +169,5 @@ TEST_CASE("the order confirmation names the order and its lines", "[jobs][email]
   CHECK(m->raw().find("\r\nTo: ada@example.com\r\n") != std::string::npos);
   CHECK_FALSE(renderMessage(1, 0, "f", "t@x", "nope", {}).ok());
 }
+
+}  // namespace jobs_inventory_email_test

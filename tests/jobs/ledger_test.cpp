@@ -7,6 +7,8 @@
 #include "jobs/ledger.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_ledger_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -89,3 +91,5 @@ TEST_CASE("the ledger retention comes from CLUSTERD_LEDGER_RETENTION and has a f
   CHECK_FALSE(ledgerRetentionFromEnv().ok());
   unsetenv("CLUSTERD_LEDGER_RETENTION");
 }
+
+}  // namespace jobs_ledger_test

@@ -6,6 +6,8 @@
 #include "tests/db/loop.h"
 #include "tests/support/servers.h"
 
+namespace jobs_migrations_test {
+
 using namespace clusterd;
 using namespace std::chrono_literals;
 using clusterd::test::PostgresServer;
@@ -105,3 +107,5 @@ TEST_CASE("db migrate against an unreachable server exits with a system error",
   CHECK(r.exit_code == 111);
   CHECK(r.err.find("127.0.0.1") != std::string::npos);
 }
+
+}  // namespace jobs_migrations_test

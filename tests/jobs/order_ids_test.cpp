@@ -13,6 +13,8 @@
 #include "tests/jobs/shop_fixture.h"
 #include "tests/support/process.h"
 
+namespace jobs_order_ids_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -175,3 +177,5 @@ TEST_CASE("checkouts wait for the order id check, which names the migrations whe
   CHECK(error->message.find("clusterd db migrate") != std::string::npos);
   CHECK(f.pg.scalar("SELECT count(*) FROM orders") == "0");
 }
+
+}  // namespace jobs_order_ids_test

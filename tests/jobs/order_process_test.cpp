@@ -9,6 +9,8 @@
 #include "jobs/order_group.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_order_process_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -321,3 +323,5 @@ TEST_CASE("concurrent order groups and inventory adjustments on the same variant
   // 6 SKUs x 1000, plus 6 adjustments x 6 SKUs x 10, minus 96 orders x 3 units.
   CHECK(f.pg.scalar("SELECT sum(stock) FROM variants") == std::to_string(6000 + 360 - 288));
 }
+
+}  // namespace jobs_order_process_test

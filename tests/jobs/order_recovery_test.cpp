@@ -17,6 +17,8 @@
 #include "jobs/store.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_order_recovery_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::ShopFixture;
@@ -184,3 +186,5 @@ TEST_CASE("order.process names the field of a carried order it cannot use",
                            {{"order_id", 1}, {"created_us", "yesterday"}});
   CHECK(bad_time.message.rfind("data.created_us: ", 0) == 0);
 }
+
+}  // namespace jobs_order_recovery_test

@@ -14,6 +14,8 @@
 #include "queue/consumer.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_order_sweeper_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::RedisServer;
@@ -243,3 +245,5 @@ TEST_CASE("the sweep interval and grace come from the environment and are checke
   setenv("CLUSTERD_ORDER_SWEEP_GRACE", "off", 1);
   CHECK_FALSE(sweepOptionsFromEnv().ok());
 }
+
+}  // namespace jobs_order_sweeper_test

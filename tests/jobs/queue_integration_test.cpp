@@ -12,6 +12,8 @@
 #include "queue/consumer.h"
 #include "tests/jobs/shop_fixture.h"
 
+namespace jobs_queue_integration_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using clusterd::test::RedisServer;
@@ -387,3 +389,5 @@ TEST_CASE("an inventory.adjust given a used job id after Redis lost its id count
   CHECK(f.pg.scalar("SELECT count(*) FROM job_ledger WHERE job_name = 'inventory.adjust'") == "2");
   q.stop(f);
 }
+
+}  // namespace jobs_queue_integration_test

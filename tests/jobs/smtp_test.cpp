@@ -11,6 +11,8 @@
 #include "tests/jobs/shop_fixture.h"
 #include "tests/support/process.h"
 
+namespace jobs_smtp_test {
+
 using namespace clusterd;
 using namespace clusterd::jobs;
 using namespace std::chrono_literals;
@@ -212,3 +214,5 @@ TEST_CASE("an email TLS held back stays in the outbox for a later try",
   CHECK(f.enqueued[0].delay > 0ms);
   CHECK(server.log().find("MAIL FROM") == std::string::npos);
 }
+
+}  // namespace jobs_smtp_test

@@ -19,6 +19,8 @@
 
 #include "tests/master/daemon_fixture.h"
 
+namespace master_caller_env_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -223,3 +225,5 @@ TEST_CASE("a reload of an app whose file is gone goes ahead with its settings an
   CHECK(d.pids("web") != pids);
   CHECK(modes(port) == std::set<std::string>{"one"});
 }
+
+}  // namespace master_caller_env_test

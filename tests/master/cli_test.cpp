@@ -16,6 +16,8 @@
 
 #include "tests/master/daemon_fixture.h"
 
+namespace master_cli_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -229,3 +231,5 @@ TEST_CASE("clusterd shows the help and exit codes of clusterd-full") {
   CHECK(usage.err == clusterd::test::run({full, "status", "--no-such-flag"}).err);
   CHECK(clusterd::test::runClusterd({"no-such-verb"}).exit_code == 100);
 }
+
+}  // namespace master_cli_test

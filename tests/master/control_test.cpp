@@ -18,6 +18,8 @@
 #include "master/daemon.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_control_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -186,3 +188,5 @@ TEST_CASE("jsonDepth counts arrays and objects outside strings") {
   CHECK(jsonDepth("{\"a\":\"[[[[\\\"[[\"}", 32) == 1);
   CHECK(jsonDepth(std::string(100, '['), 10) == 11);
 }
+
+}  // namespace master_control_test

@@ -20,6 +20,8 @@
 #include "master/daemon.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_daemon_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -430,3 +432,5 @@ TEST_CASE("stop, restart and delete take effect and report") {
   CHECK(d.cli({"delete", "all"}).exit_code == 0);
   CHECK(d.status().empty());
 }
+
+}  // namespace master_daemon_test

@@ -20,6 +20,8 @@
 #include "master/daemon.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_files_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using clusterd::test::readFile;
@@ -200,3 +202,5 @@ TEST_CASE("daemon.log is rotated past its size and a repeated line is written on
   REQUIRE(at != std::string::npos);
   CHECK(std::stoi(all.substr(at + summary.size())) >= 49);
 }
+
+}  // namespace master_files_test

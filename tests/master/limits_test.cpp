@@ -10,6 +10,8 @@
 #include "tests/master/fake_platform.h"
 #include "tests/support/process.h"
 
+namespace master_limits_test {
+
 using namespace clusterd::master;
 using clusterd::master::test::FakePlatform;
 
@@ -85,3 +87,5 @@ TEST_CASE("the daemon's limits come from its environment and a bad value names t
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.error().message, Catch::Contains("CLUSTERD_MAX_WORKERS=lots is not valid"));
 }
+
+}  // namespace master_limits_test

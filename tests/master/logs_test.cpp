@@ -9,6 +9,8 @@
 #include "master/logs.h"
 #include "tests/support/process.h"
 
+namespace master_logs_test {
+
 using namespace clusterd::master;
 using clusterd::test::readFile;
 using clusterd::test::TempDir;
@@ -107,3 +109,5 @@ TEST_CASE("/dev/null is a valid log file and is never rotated") {
   f.writeLines("more than ten bytes\n");
   CHECK_FALSE(std::filesystem::exists("/dev/null.1"));
 }
+
+}  // namespace master_logs_test

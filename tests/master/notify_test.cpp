@@ -6,6 +6,8 @@
 
 #include "master/notify.h"
 
+namespace master_notify_test {
+
 using clusterd::master::NotifyRateLimit;
 
 TEST_CASE("a sender over its budget is dropped for the rest of the second and heard again after") {
@@ -29,3 +31,5 @@ TEST_CASE("the senders tracked in one window are bounded and the extra ones are 
   CHECK(limit.allow(1, 0, first_drop));  // known senders keep their budget
   CHECK(limit.allow(5, 1'000, first_drop));
 }
+
+}  // namespace master_notify_test

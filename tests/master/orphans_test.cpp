@@ -16,6 +16,8 @@
 #include "master/orphans.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_orphans_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -170,3 +172,5 @@ TEST_CASE("stat fields are read after a command name with spaces and parentheses
   CHECK(ids->start_time == 123456);
   CHECK(!parseStatIds("4242 (short) S 1 2"));
 }
+
+}  // namespace master_orphans_test

@@ -4,6 +4,8 @@
 
 #include "master/policy.h"
 
+namespace master_policy_test {
+
 using namespace clusterd::master;
 using K = RestartDecision::Kind;
 
@@ -54,3 +56,5 @@ TEST_CASE("autorestart false keeps the worker down") {
   RestartHistory h;
   CHECK(decideRestart(s, h, Millis{5000}).kind == K::kStayDown);
 }
+
+}  // namespace master_policy_test

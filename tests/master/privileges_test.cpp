@@ -24,6 +24,8 @@
 #include "master/daemon.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_privileges_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -270,3 +272,5 @@ TEST_CASE("other local users cannot reach the workers' notify socket") {
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
 }
+
+}  // namespace master_privileges_test

@@ -11,6 +11,8 @@
 #include "tests/master/fake_platform.h"
 #include "tests/support/process.h"
 
+namespace master_specs_test {
+
 using namespace clusterd::master;
 using clusterd::master::test::FakePlatform;
 using nlohmann::json;
@@ -189,3 +191,5 @@ TEST_CASE("the app object carries vars, describe's copy leaves them out, bad one
     CHECK(r.error().message.find("vars") != std::string::npos);
   }
 }
+
+}  // namespace master_specs_test

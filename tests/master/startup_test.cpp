@@ -19,6 +19,8 @@
 #include "cli/control_client.h"
 #include "tests/master/daemon_fixture.h"
 
+namespace master_startup_test {
+
 using namespace clusterd::master;
 using namespace clusterd::master::test;
 using namespace std::chrono;
@@ -144,3 +146,5 @@ TEST_CASE("a home that belongs to another user refuses to start, naming the owne
                    " belongs to nobody, not to root who runs the daemon; `chown root " + home +
                    "`") != std::string::npos);
 }
+
+}  // namespace master_startup_test

@@ -8,6 +8,8 @@
 
 #include "master/state.h"
 
+namespace master_state_test {
+
 using namespace clusterd::master;
 using S = WorkerState;
 using E = WorkerEvent;
@@ -69,3 +71,5 @@ TEST_CASE("state names are the ones status prints") {
   CHECK(stateName(S::kErrored) == "errored");
   CHECK(stateName(S::kWaiting) == "waiting");
 }
+
+}  // namespace master_state_test

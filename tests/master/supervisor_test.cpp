@@ -10,6 +10,8 @@
 #include "tests/master/fake_platform.h"
 #include "tests/support/process.h"
 
+namespace master_supervisor_test {
+
 using namespace clusterd::master;
 using clusterd::master::test::FakePlatform;
 using nlohmann::json;
@@ -400,3 +402,5 @@ TEST_CASE("workers get the socket-activation and instance environment") {
   CHECK(has("CLUSTERD_INSTANCE=1"));
   CHECK(has("NODE_APP_INSTANCE=1"));
 }
+
+}  // namespace master_supervisor_test

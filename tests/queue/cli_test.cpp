@@ -5,6 +5,8 @@
 
 #include "tests/support/servers.h"
 
+namespace queue_cli_test {
+
 using namespace clusterd;
 
 TEST_CASE("queue verbs print usage with examples on --help") {
@@ -116,3 +118,5 @@ TEST_CASE("jobs and job print a payload that is not UTF-8 with replacement chara
     CHECK(r.out.find("\xef\xbf\xbd") != std::string::npos);  // U+FFFD
   }
 }
+
+}  // namespace queue_cli_test

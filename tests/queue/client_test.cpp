@@ -12,6 +12,8 @@
 #include "tests/queue/loop_support.h"
 #include "tests/support/servers.h"
 
+namespace queue_client_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -226,3 +228,5 @@ TEST_CASE("the durability check names an evicting maxmemory-policy, a strict con
   REQUIRE(await<void>(loop, [&](auto cb) { running->start(cb); }));
   REQUIRE(loop.runUntil([&] { return running->stats().completed == 1; }));
 }
+
+}  // namespace queue_client_test

@@ -11,6 +11,8 @@
 #include "queue/handlers.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_consumer_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -449,3 +451,5 @@ TEST_CASE("exponential backoff doubles with jitter in the upper half, fixed stay
     CHECK(d3 <= 4000);
   }
 }
+
+}  // namespace queue_consumer_test

@@ -7,6 +7,8 @@
 #include "queue/handlers.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_defaults_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -136,3 +138,5 @@ TEST_CASE_METHOD(test::QueueFixture, "a consumer writes its queues' retention an
   CHECK(redis.command({"HGET", key, "max_stalls"}) == "5");
   CHECK(counts("ret").completed == 4);
 }
+
+}  // namespace queue_defaults_test

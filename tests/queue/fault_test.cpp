@@ -13,6 +13,8 @@
 
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_fault_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -190,3 +192,5 @@ TEST_CASE_METHOD(test::QueueFixture, "a stale fencing token is refused and stall
   CHECK(j->reason.find("stalled 2 times") != std::string::npos);
   CHECK(counts("f").stalled_total == 2);
 }
+
+}  // namespace queue_fault_test

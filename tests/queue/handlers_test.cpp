@@ -15,6 +15,8 @@
 #include "queue/persistent.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_handlers_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -241,3 +243,5 @@ TEST_CASE_METHOD(test::QueueFixture,
   CHECK(show("h", noise)->reason.find("wrote an answer that is not") != std::string::npos);
   CHECK(resultOf(*show("h", ok)).is_number());
 }
+
+}  // namespace queue_handlers_test

@@ -10,6 +10,8 @@
 #include "tests/queue/queue_fixture.h"
 #include "tests/support/process.h"
 
+namespace queue_nesting_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using test::newJob;
@@ -106,3 +108,5 @@ TEST_CASE_METHOD(test::QueueFixture,
   CHECK(r.err.find("jobs.jsonl:1") != std::string::npos);
   CHECK(counts("q").waiting == 0);
 }
+
+}  // namespace queue_nesting_test

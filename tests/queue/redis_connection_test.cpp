@@ -10,6 +10,8 @@
 #include "tests/queue/loop_support.h"
 #include "tests/support/servers.h"
 
+namespace queue_redis_connection_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -166,3 +168,5 @@ TEST_CASE("destroying a connection with commands in flight never calls their cal
   loop.runFor(50ms);
   CHECK(called == 0);
 }
+
+}  // namespace queue_redis_connection_test

@@ -8,6 +8,8 @@
 #include "queue/handlers.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_redis_fault_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -150,3 +152,5 @@ TEST_CASE("a consumer and a client started while redis loads its data wait for i
   CHECK(late->ok());  // issued during LOADING, it waited for the load instead of failing
   CHECK(redis.command({"DBSIZE"}) != "0");
 }
+
+}  // namespace queue_redis_fault_test

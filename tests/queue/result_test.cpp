@@ -10,6 +10,8 @@
 #include "queue/scripts.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_result_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -176,3 +178,5 @@ TEST_CASE_METHOD(test::QueueFixture, "a refused acknowledgement stores no result
   CHECK(eval(ScriptId::kComplete, keys, {now, "1", "0", "0", "10000", id, token, "1", result}).rfind("1", 0) == 0);
   CHECK(show("s", id)->resultJson() == json{{"n", 1}});
 }
+
+}  // namespace queue_result_test

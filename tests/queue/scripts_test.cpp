@@ -11,6 +11,8 @@
 #include "queue/scripts.h"
 #include "tests/queue/queue_fixture.h"
 
+namespace queue_scripts_test {
+
 using namespace clusterd;
 using namespace clusterd::queue;
 using namespace std::chrono_literals;
@@ -317,3 +319,5 @@ TEST_CASE("a full reservation leaves a wake-up for the jobs left, a short one sa
   CHECK(due > nowMs());
   CHECK(due <= nowMs() + 10000);
 }
+
+}  // namespace queue_scripts_test

@@ -3,6 +3,8 @@
 
 #include "tests/support/servers.h"
 
+namespace support_servers_test {
+
 using namespace clusterd::test;
 
 TEST_CASE("redis fixture serves commands and keeps AOF data across a restart", "[support][redis]") {
@@ -33,3 +35,5 @@ TEST_CASE("run captures output, exit code and honours its timeout", "[support]")
   auto slow = run({"sleep", "5"}, {.timeout = std::chrono::milliseconds(200)});
   CHECK(slow.timed_out);
 }
+
+}  // namespace support_servers_test

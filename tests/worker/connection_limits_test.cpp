@@ -15,6 +15,8 @@
 
 #include "tests/worker/http_client.h"
 
+namespace worker_connection_limits_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 
@@ -143,3 +145,5 @@ TEST_CASE("a request asking for a protocol upgrade gets one response, then the c
   CHECK_FALSE(c.read(1s).has_value());
   CHECK(c.closedByPeer());
 }
+
+}  // namespace worker_connection_limits_test

@@ -9,6 +9,8 @@
 
 #include "tests/worker/http_client.h"
 
+namespace worker_http_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 
@@ -306,3 +308,5 @@ TEST_CASE("the --access-log flag writes one JSON line per request to stdout", "[
   CHECK((*health)["ms"].is_number());
   CHECK((*nope)["status"] == 404);
 }
+
+}  // namespace worker_http_test

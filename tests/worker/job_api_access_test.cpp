@@ -10,6 +10,8 @@
 #include "tests/support/servers.h"
 #include "tests/worker/http_client.h"
 
+namespace worker_job_api_access_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -180,3 +182,5 @@ TEST_CASE("behind a trusted proxy each client has its own rate-limit bucket",
     CHECK(get(w.port(), "203.0.113.9") == 429);
   }
 }
+
+}  // namespace worker_job_api_access_test

@@ -17,6 +17,8 @@
 #include "tests/support/servers.h"
 #include "tests/worker/http_client.h"
 
+namespace worker_lifecycle_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -318,3 +320,5 @@ TEST_CASE("clusterd worker --help lists the options with examples and exit codes
         "--queues orders:50 --redis redis://127.0.0.1:6379 --health-listen"})
     CHECK(r.out.find(text) != std::string::npos);
 }
+
+}  // namespace worker_lifecycle_test

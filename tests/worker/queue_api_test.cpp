@@ -14,6 +14,8 @@
 #include "tests/support/servers.h"
 #include "tests/worker/http_client.h"
 
+namespace worker_queue_api_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -415,3 +417,5 @@ TEST_CASE("a Redis that stops answering gets job API requests a 503 within secon
     return ok && ok->status == 202;
   }, 10s));
 }
+
+}  // namespace worker_queue_api_test

@@ -26,6 +26,8 @@
 #include "tests/support/servers.h"
 #include "tests/worker/http_client.h"
 
+namespace worker_queue_only_test {
+
 using namespace clusterd::test;
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -332,3 +334,5 @@ TEST_CASE(
   // The two scrapes together account for every job exactly once.
   CHECK(processed == 40);
 }
+
+}  // namespace worker_queue_only_test

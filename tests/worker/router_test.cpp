@@ -4,6 +4,8 @@
 #include "worker/exchange.h"
 #include "worker/router.h"
 
+namespace worker_router_test {
+
 using namespace clusterd::worker;
 
 namespace {
@@ -82,3 +84,5 @@ TEST_CASE("query parameters are percent-decoded", "[worker][router]") {
   CHECK(req.queryParam("limit") == "");
   CHECK_FALSE(req.queryParam("missing").has_value());
 }
+
+}  // namespace worker_router_test
