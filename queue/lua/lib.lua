@@ -136,12 +136,20 @@ local function addError(meta, now, text)
   while #errs > 10 do table.remove(errs, 1) end
 end
 
+-- Meta exists only for jobs that failed or stalled, results only for jobs
+-- whose handler reported one: while a hash is empty there is nothing of it to
+-- delete, and skipping the HDEL saves passing every id to it.
+local function hashInUse(key)
+  return key ~= nil and redis.call('HLEN', key) > 0
+end
+
 local function deleteJobs(ids)
+  local meta, results = hashInUse(K_META), hashInUse(K_RESULTS)
   for i = 1, #ids, 500 do
-    local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
-    redis.call('HDEL', K_JOBS, unpack(chunk))
-    redis.call('HDEL', K_META, unpack(chunk))
-    if K_RESULTS then redis.call('HDEL', K_RESULTS, unpack(chunk)) end
+    local j = math.min(i + 499, #ids)
+    redis.call('HDEL', K_JOBS, unpack(ids, i, j))
+    if meta then redis.call('HDEL', K_META, unpack(ids, i, j)) end
+    if results then redis.call('HDEL', K_RESULTS, unpack(ids, i, j)) end
   end
 end
 
@@ -335,7 +343,7 @@ local function reserve(now, n, lease_ms, caller_now)
     redis.call('PEXPIRE', K_RATE, window)
   end
   local recs = redis.call('HMGET', K_JOBS, unpack(ids))
-  local metas = redis.call('HMGET', K_META, unpack(ids))
+  local metas = hashInUse(K_META) and redis.call('HMGET', K_META, unpack(ids)) or {}
   local out, held, active = {}, {}, {}
   for i, id in ipairs(ids) do
     if recs[i] then
