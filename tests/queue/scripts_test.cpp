@@ -320,4 +320,31 @@ TEST_CASE("a full reservation leaves a wake-up for the jobs left, a short one sa
   CHECK(due <= nowMs() + 10000);
 }
 
+TEST_CASE("a trimmed job takes its meta and result along, whether or not other jobs have any",
+          "[queue][scripts]") {
+  QueueFixture f;
+  f.redis.command({"HSET", "cq:{trim}:config", "keep_completed", "1"});
+  std::string a = f.enqueue("trim", test::newJob("a"));
+  std::string b = f.enqueue("trim", test::newJob("b"));
+  std::string c = f.enqueue("trim", test::newJob("c"));
+  // `a` failed once before (it has meta); `b` has none.
+  f.redis.command({"HSET", "cq:{trim}:meta", a, "\x81\xa7" "attempt" "\x01"});
+  std::string token = reserveAt(f.redis, "trim", nowMs(), 3);
+  REQUIRE(!token.empty());
+  // a and b finish with a result each, c without; only the newest is kept.
+  evalScript(f.redis, ScriptId::kComplete, "trim",
+             {std::to_string(nowMs()), "2", "0", "0", "10000", a, token, b, token, "1", "ra", "2", "rb"});
+  evalScript(f.redis, ScriptId::kComplete, "trim",
+             {std::to_string(nowMs()), "1", "1", "0", "10000", c, token, token});
+
+  CHECK(f.redis.command({"ZCARD", "cq:{trim}:completed"}) == "1");
+  for (const auto& gone : {a, b}) {
+    INFO("job " << gone);
+    CHECK(f.redis.command({"HEXISTS", "cq:{trim}:jobs", gone}) == "0");
+    CHECK(f.redis.command({"HEXISTS", "cq:{trim}:meta", gone}) == "0");
+    CHECK(f.redis.command({"HEXISTS", "cq:{trim}:results", gone}) == "0");
+  }
+  CHECK(f.redis.command({"HEXISTS", "cq:{trim}:jobs", c}) == "1");
+}
+
 }  // namespace queue_scripts_test
