@@ -9,7 +9,8 @@
 # figure is that of full batches.
 #
 #   bench/queue_redis_profile.sh [N]            (default 10000; build first)
-# Env: BUILD (./build), CONSUMER (the consumer binary; default the build's
+# Env: BUILD (./build), CONC (the consumer's concurrency, 50; it takes half of it per
+# reservation), CONSUMER (the consumer binary; default the build's
 # tests/queue/queue_test_consumer), PORT (6399), KEEP (a path: keep the
 # callgrind profile there, for callgrind_annotate --inclusive=yes).
 set -euo pipefail
@@ -37,7 +38,7 @@ seq "$N" | sed 's/.*/{"n": &}/' > "$TMP/payloads"
 
 callgrind_control -z "$VPID" >/dev/null 2>&1
 redis-cli -p "$PORT" config resetstat >/dev/null
-"$CONSUMER" "$URL" bench 50 /dev/null /dev/null 0 2>/dev/null &
+"$CONSUMER" "$URL" bench "${CONC:-50}" /dev/null /dev/null 0 2>/dev/null &
 CPID=$!
 until [[ "$(redis-cli -p "$PORT" hget 'cq:{bench}:stats' completed)" == "$N" ]]; do sleep 0.2; done
 callgrind_control -d "$VPID" >/dev/null 2>&1

@@ -14,22 +14,33 @@ if n < 0 or ndone < 0 or #ARGV < base + ndone - 1 then
 end
 local now = serverMs()
 local results = {}
+local has_results = false
 for i = base + ndone, #ARGV - 1, 2 do
   local at = tonumber(ARGV[i])
-  if at then results[at] = ARGV[i + 1] end
+  if at then
+    results[at] = ARGV[i + 1]
+    has_results = true
+  end
 end
-if next(results) ~= nil and not K_RESULTS then
+if has_results and not K_RESULTS then
   return redis.error_reply('complete: results need the 20th key (results); see docs/QUEUE.md')
 end
+-- The loops below run once per job, so they fill their tables by index
+-- (t[#t + 1] costs a length lookup per element).
 local flags, done, stored = {}, {}, {}
+local ndone_jobs, nstored = 0, 0
 -- One HMGET for the batch's lease holders (at most BATCH_MAX ids a call):
 -- a call from Lua costs more than the lookup it makes.
 local holders = {}
 for first = 0, n - 1, BATCH_MAX do
   local ids = {}
-  for i = first, math.min(first + BATCH_MAX, n) - 1 do ids[#ids + 1] = ARGV[6 + 2 * i] end
+  for i = first, math.min(first + BATCH_MAX, n) - 1 do ids[i - first + 1] = ARGV[6 + 2 * i] end
   local got = redis.call('HMGET', K_ACTIVE, unpack(ids))
-  for k = 1, #got do holders[first + k] = got[k] end
+  if first == 0 then
+    holders = got
+  else
+    for k = 1, #got do holders[first + k] = got[k] end
+  end
 end
 -- A job named twice in one call is acknowledged once.
 local seen = {}
@@ -37,15 +48,19 @@ for i = 0, n - 1 do
   local id, token = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   if holders[i + 1] == token and not seen[id] then
     seen[id] = true
-    done[#done + 1] = id
-    flags[#flags + 1] = 1
-    local result = results[i + 1]
-    if result and result ~= '' then
-      stored[#stored + 1] = id
-      stored[#stored + 1] = result
+    ndone_jobs = ndone_jobs + 1
+    done[ndone_jobs] = id
+    flags[i + 1] = 1
+    if has_results then
+      local result = results[i + 1]
+      if result and result ~= '' then
+        stored[nstored + 1] = id
+        stored[nstored + 2] = result
+        nstored = nstored + 2
+      end
     end
   else
-    flags[#flags + 1] = 0
+    flags[i + 1] = 0
   end
 end
 if #done > 0 then

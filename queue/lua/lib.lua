@@ -186,8 +186,8 @@ local function retain(zkey, ids, now, keep, age)
   local score = string.format('%d', now)
   local args = {}
   for i, id in ipairs(ids) do
-    args[#args + 1] = score
-    args[#args + 1] = id
+    args[2 * i - 1] = score
+    args[2 * i] = id
   end
   for i = 1, #args, 1000 do
     redis.call('ZADD', zkey, unpack(args, i, math.min(i + 999, #args)))
@@ -262,14 +262,17 @@ local function promoteDelayed(now)
 end
 
 local function popReady(n)
-  local ids = {}
   -- Positive priorities first, then the FIFO list, then negative priorities.
-  local hi = redis.call('ZRANGEBYSCORE', K_PRIO, '-inf', '(' .. (1000 * PRIO_SHIFT), 'LIMIT', 0, n)
-  for _, id in ipairs(hi) do ids[#ids + 1] = id end
-  if #hi > 0 then redis.call('ZREM', K_PRIO, unpack(hi)) end
+  local ids = redis.call('ZRANGEBYSCORE', K_PRIO, '-inf', '(' .. (1000 * PRIO_SHIFT), 'LIMIT', 0, n)
+  if #ids > 0 then redis.call('ZREM', K_PRIO, unpack(ids)) end
   if #ids < n then
     local got = redis.call('LPOP', K_WAIT, n - #ids)
-    if got then for _, id in ipairs(got) do ids[#ids + 1] = id end end
+    if got and #ids == 0 then
+      ids = got  -- the usual case: no priority jobs, nothing to copy
+    elseif got then
+      local k = #ids
+      for i = 1, #got do ids[k + i] = got[i] end
+    end
   end
   if #ids < n then
     local lo = redis.call('ZRANGE', K_PRIO, 0, n - #ids - 1)
@@ -344,21 +347,24 @@ local function reserve(now, n, lease_ms, caller_now)
   end
   local recs = redis.call('HMGET', K_JOBS, unpack(ids))
   local metas = hashInUse(K_META) and redis.call('HMGET', K_META, unpack(ids)) or {}
+  -- Filled by index, not by t[#t + 1]: this loop runs once per job.
   local out, held, active = {}, {}, {}
+  local nheld = 0
   for i, id in ipairs(ids) do
     if recs[i] then
-      held[#held + 1] = id
-      active[#active + 1] = id
-      active[#active + 1] = token
-      out[#out + 1] = id
-      out[#out + 1] = recs[i]
-      out[#out + 1] = metas[i] or ''
+      nheld = nheld + 1
+      held[nheld] = id
+      active[2 * nheld - 1] = id
+      active[2 * nheld] = token
+      out[3 * nheld - 2] = id
+      out[3 * nheld - 1] = recs[i]
+      out[3 * nheld] = metas[i] or ''
     else
       local meta = loadMeta(id)
       toDead(id, meta, now, 'malformed job: no record for id ' .. id)
     end
   end
-  if #held > 0 then
+  if nheld > 0 then
     redis.call('HSET', K_ACTIVE, unpack(active))
     redis.call('HSET', K_LEASE_JOBS, token, table.concat(held, ','))
     redis.call('ZADD', K_LEASES, now + lease_ms, token)
