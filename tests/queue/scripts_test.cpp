@@ -347,4 +347,42 @@ TEST_CASE("a trimmed job takes its meta and result along, whether or not other j
   CHECK(f.redis.command({"HEXISTS", "cq:{trim}:jobs", c}) == "1");
 }
 
+TEST_CASE("a bulk enqueue numbers its new jobs in order and a unique key repeated in it names the first job",
+          "[queue][scripts]") {
+  QueueFixture f;
+  std::string taken = f.enqueue("bulk", test::newJob("before", nullptr, {.unique_key = "old"}));
+  std::vector<queue::NewJob> jobs;
+  jobs.push_back(test::newJob("a", nullptr, {.unique_key = "k"}));
+  jobs.push_back(test::newJob("b", nullptr, {.unique_key = "k"}));     // the same key: a's id
+  jobs.push_back(test::newJob("c"));
+  jobs.push_back(test::newJob("d", nullptr, {.priority = 5}));
+  jobs.push_back(test::newJob("e", nullptr, {.delay = 60s}));
+  jobs.push_back(test::newJob("f", nullptr, {.unique_key = "old"}));   // taken before this call
+  jobs.push_back(test::newJob("g"));
+  auto reply = test::await<std::vector<queue::Enqueued>>(
+      f.loop, [&](auto cb) { f.client->enqueueBulk("bulk", std::move(jobs), cb); });
+  REQUIRE(reply);
+  const auto& got = *reply;
+  REQUIRE(got.size() == 7);
+  int64_t first = std::stoll(taken);
+  std::vector<std::string> want_ids{std::to_string(first + 1), std::to_string(first + 1), std::to_string(first + 2),
+                                    std::to_string(first + 3), std::to_string(first + 4), taken,
+                                    std::to_string(first + 5)};
+  std::vector<bool> want_created{true, false, true, true, true, false, true};
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("job " << i);
+    CHECK(got[i].id == want_ids[i]);
+    CHECK(got[i].created == want_created[i]);
+  }
+  // FIFO jobs in argument order; the priority and delayed jobs in their sets.
+  CHECK(f.redis.command({"LRANGE", "cq:{bulk}:wait", "0", "-1"}) ==
+        taken + "\n" + want_ids[0] + "\n" + want_ids[2] + "\n" + want_ids[6]);
+  CHECK(f.redis.command({"ZSCORE", "cq:{bulk}:prio", want_ids[3]}) != "(nil)");
+  CHECK(f.redis.command({"ZSCORE", "cq:{bulk}:delayed", want_ids[4]}) != "(nil)");
+  CHECK(f.redis.command({"HGET", "cq:{bulk}:unique", "k"}) == want_ids[0]);
+  CHECK(f.redis.command({"HLEN", "cq:{bulk}:jobs"}) == "6");
+  CHECK(f.redis.command({"HGET", "cq:{bulk}:stats", "enqueued"}) == "6");
+  CHECK(f.show("bulk", want_ids[6])->name == "g");
+}
+
 }  // namespace queue_scripts_test
