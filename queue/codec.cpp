@@ -64,11 +64,19 @@ nlohmann::json toJson(const msgpack::object& o) {
       auto m = nlohmann::json::object();
       for (uint32_t i = 0; i < o.via.map.size; ++i) {
         const auto& kv = o.via.map.ptr[i];
-        // A key that is not a string is named by its JSON text; its bytes may
-        // be any, so invalid UTF-8 is replaced rather than thrown on.
-        std::string key = kv.key.type == msgpack::type::STR
-                              ? std::string(kv.key.via.str.ptr, kv.key.via.str.size)
-                              : toJson(kv.key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        // A scalar key that is not a string is named by its JSON text; its
+        // bytes may be any, so invalid UTF-8 is replaced rather than thrown
+        // on. An array or map key is named by its place, not its text: a map
+        // key holding a map key holding ... would be escaped once more at
+        // each level, and a record of 200 bytes would turn into gigabytes.
+        std::string key;
+        if (kv.key.type == msgpack::type::STR) {
+          key.assign(kv.key.via.str.ptr, kv.key.via.str.size);
+        } else if (kv.key.type == msgpack::type::ARRAY || kv.key.type == msgpack::type::MAP) {
+          key = fmt::format("<{} key {}>", kv.key.type == msgpack::type::MAP ? "map" : "array", i + 1);
+        } else {
+          key = toJson(kv.key).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        }
         m[key] = toJson(kv.val);
       }
       return m;

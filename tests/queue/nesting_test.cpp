@@ -56,6 +56,24 @@ TEST_CASE("msgpack nested past the limit is refused by the codec with the limit 
   CHECK_FALSE(payloadToJson(nestedArrays(kMaxNestingDepth + 1)));
 }
 
+TEST_CASE("a map key that is a map is named by its place, so keys nested in keys stay small",
+          "[queue][codec]") {
+  // 24 levels of {<map key>: nil}, each key a one-entry map whose own key is
+  // the next level: were each key named by its JSON text, every level would
+  // escape the one inside it again and the text would double per level.
+  std::string bytes;
+  for (int i = 0; i < 24; ++i) bytes += '\x81';
+  bytes += "\xa1k\xc0";
+  for (int i = 1; i < 24; ++i) bytes += '\xc0';
+  auto json = payloadToJson(bytes);
+  REQUIRE(json);
+  CHECK(json->dump() == R"({"<map key 1>":null})");
+  // A scalar key is still named by its JSON text.
+  auto scalar = payloadToJson(std::string("\x81\x07\xa1v", 4));
+  REQUIRE(scalar);
+  CHECK(scalar->dump() == R"({"7":"v"})");
+}
+
 TEST_CASE("the JSON parser refuses nesting past the limit and names it", "[queue][codec]") {
   std::string deep = std::string(1'000'000, '[') + std::string(1'000'000, ']');
   auto r = parseJsonLimited(deep);
