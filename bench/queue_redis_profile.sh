@@ -33,6 +33,7 @@ valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
   --logfile "$TMP/redis.log" >/dev/null 2>&1 &
 VPID=$!
 for _ in $(seq 300); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$PORT" ping >/dev/null 2>&1 || { echo "redis-server under valgrind did not start within 30 s" >&2; exit 1; }
 seq "$N" | sed 's/.*/{"n": &}/' > "$TMP/payloads"
 "$BUILD/cli/clusterd" --redis "$URL" enqueue bench noop --bulk "$TMP/payloads" >/dev/null 2>&1
 
@@ -40,7 +41,12 @@ callgrind_control -z "$VPID" >/dev/null 2>&1
 redis-cli -p "$PORT" config resetstat >/dev/null
 "$CONSUMER" "$URL" bench "${CONC:-50}" /dev/null /dev/null 0 2>/dev/null &
 CPID=$!
-until [[ "$(redis-cli -p "$PORT" hget 'cq:{bench}:stats' completed)" == "$N" ]]; do sleep 0.2; done
+# At most 20 minutes (Redis runs about fifty times slower under callgrind).
+for ((waited = 0; ; waited++)); do
+  [[ "$(redis-cli -p "$PORT" hget 'cq:{bench}:stats' completed)" == "$N" ]] && break
+  (( waited < 6000 )) || { echo "the consumer did not finish $N jobs within 20 minutes" >&2; exit 1; }
+  sleep 0.2
+done
 callgrind_control -d "$VPID" >/dev/null 2>&1
 kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=
 

@@ -63,20 +63,20 @@ for i = 0, n - 1 do
     flags[i + 1] = 0
   end
 end
-if #done > 0 then
-  for i = 1, #done, 500 do
-    redis.call('HDEL', K_ACTIVE, unpack(done, i, math.min(i + 499, #done)))
+if ndone_jobs > 0 then
+  for i = 1, ndone_jobs, 500 do
+    redis.call('HDEL', K_ACTIVE, unpack(done, i, math.min(i + 499, ndone_jobs)))
   end
   -- Stored before retain(), which deletes them with their jobs when the
   -- queue keeps no completed jobs or trims old ones.
-  for i = 1, #stored, 1000 do
-    redis.call('HSET', K_RESULTS, unpack(stored, i, math.min(i + 999, #stored)))
+  for i = 1, nstored, 1000 do
+    redis.call('HSET', K_RESULTS, unpack(stored, i, math.min(i + 999, nstored)))
   end
-  redis.call('HINCRBY', K_STATS, 'completed', #done)
+  redis.call('HINCRBY', K_STATS, 'completed', ndone_jobs)
   local bucket = math.floor(now / TPUT_BUCKET)
   -- Buckets older than a minute go when a new one starts, not on every
   -- call; all of them, so an idle spell leaves none behind.
-  if redis.call('HINCRBY', K_TPUT, bucket, #done) == #done then
+  if redis.call('HINCRBY', K_TPUT, bucket, ndone_jobs) == ndone_jobs then
     local old = {}
     for _, b in ipairs(redis.call('HKEYS', K_TPUT)) do
       local t = tonumber(b)

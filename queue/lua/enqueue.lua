@@ -55,10 +55,10 @@ for j = 0, count - 1 do
   if not existing[j] and dup_of[j] == nil then created = created + 1 end
 end
 -- Second pass: the new jobs take consecutive ids, in argument order, from
--- one HINCRBY; records, the FIFO list and the sets are written a batch at a
--- time, since a call from Lua costs more than the write it makes.
+-- one HINCRBY; records and the FIFO list are written a batch at a time,
+-- since a call from Lua costs more than the write it makes. out[2j + 1] is
+-- job j's id, which a later duplicate of its unique key reads back.
 local out = {}
-local ids = {}
 local first_id = 0
 if created > 0 then first_id = redis.call('HINCRBY', K_SEQ, 'job', created) - created end
 local next_id = first_id
@@ -70,7 +70,7 @@ for j = 0, count - 1 do
     id = existing[j]
     out[2 * j + 2] = 0
   elseif dup_of[j] ~= nil then
-    id = ids[dup_of[j]]
+    id = out[2 * dup_of[j] + 1]
     out[2 * j + 2] = 0
   else
     next_id = next_id + 1
@@ -83,7 +83,7 @@ for j = 0, count - 1 do
     if ukey ~= '' then
       redis.call('HSET', K_UNIQUE, ukey, id)
       redis.call('ZREM', K_UNIQUE_EXP, ukey)
-      redis.call('HSET', K_UNIQUE_OF, id, ARGV[base + 4] .. ':' .. ukey)
+      redis.call('HSET', K_UNIQUE_OF, id, tonumber(ARGV[base + 4]) .. ':' .. ukey)
     end
     local run_at = toServer(tonumber(ARGV[base + 1]), caller_now, now)
     local prio = tonumber(ARGV[base + 2])
@@ -96,7 +96,6 @@ for j = 0, count - 1 do
       fifo[nfifo] = id
     end
   end
-  ids[j] = id
   out[2 * j + 1] = id
 end
 for i = 1, nrecords, 1000 do
